@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make demo` runs the product, `make test` runs the tests.
+# Each creates the virtualenv it needs (./.venv) from scratch; a stamp file skips reinstalling.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CATALOG ?= $(if $(wildcard ../shared/data/fashion/feed.jsonl),../shared/data/fashion/feed.jsonl,https://dummyjson.com/products)
+STORE ?= .demo/store
+MODEL ?= models/fashion-starter
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: demo test lint bench setup setup-dev
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Run-time packages only: what the Lambdas, the CLI and the local server need.
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# Everything the test suite needs (export tooling, CDK, browser driver).
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev,export,infra]'
+	touch $@ $(VENV)/.runtime
+
+setup: $(VENV)/.runtime
+setup-dev: $(VENV)/.dev
+
+demo: setup
+	$(BIN)/fashion-search build --catalog "$(CATALOG)" --store "$(STORE)" --model "$(MODEL)"
+	$(BIN)/fashion-search serve --store "$(STORE)" --model "$(MODEL)" --host $(HOST) --port $(PORT)
+
+lint: setup-dev
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/pytest

@@ -1,0 +1,113 @@
+"""Model bundles: a folder with a text tower, an image tower, a tokenizer and their preprocessing.
+
+A bundle is the unit that makes vectors comparable: an index records the hash of the bundle that
+built it, and the search service refuses to mix vectors of two bundles.
+
+Layout::
+
+    text.onnx       input_ids, attention_mask (int64, [batch, seq]) -> embeddings [batch, dim]
+    image.onnx      pixel_values (float32, [batch, 3, H, W], normalised) -> embeddings [batch, dim]
+    tokenizer.json  a `tokenizers` tokenizer whose post-processor adds the special tokens
+    bundle.json     this module's `BundleSpec`
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+BUNDLE_FILES = ("text.onnx", "image.onnx", "tokenizer.json")
+DEFAULT_BUNDLE_ENV = "FASHION_SEARCH_MODEL"
+# The repository ships its starter bundle here (see models/README.md).
+_REPO_BUNDLE = Path(__file__).resolve().parents[3] / "models" / "fashion-starter"
+
+
+class ImageSpec(BaseModel):
+    """How an image becomes the image tower's input tensor."""
+
+    height: int = Field(gt=0)
+    width: int = Field(gt=0)
+    # crop: resize the shortest side, then centre-crop (CLIP); pad: fit inside, pad with pad_color.
+    resize: Literal["crop", "pad"] = "crop"
+    mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+    pad_color: tuple[int, int, int] = (255, 255, 255)
+
+
+class TextSpec(BaseModel):
+    max_tokens: int = Field(default=77, gt=1)
+    pad_id: int = 0
+
+
+class BundleSpec(BaseModel):
+    """The contents of bundle.json."""
+
+    format: Literal[1] = 1
+    name: str
+    dim: int = Field(gt=0)
+    image: ImageSpec
+    text: TextSpec = TextSpec()
+    files: dict[str, str] = {}  # file name -> sha256
+    hash: str = ""  # sha256 over files and preprocessing: equal hashes give comparable vectors
+    info: dict[str, object] = {}  # free-form: source, licence, quantization, training settings
+
+    def content_hash(self) -> str:
+        """Hash what determines the vectors: the model files and the preprocessing."""
+        payload = {
+            "dim": self.dim,
+            "image": self.image.model_dump(mode="json"),
+            "text": self.text.model_dump(mode="json"),
+            "files": dict(sorted(self.files.items())),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+class BundleError(ValueError):
+    """A bundle folder is missing files or does not match its bundle.json."""
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_bundle_json(folder: str | Path, spec: BundleSpec) -> BundleSpec:
+    """Seal a bundle: hash its files, compute the content hash and write bundle.json."""
+    folder = Path(folder)
+    missing = [name for name in BUNDLE_FILES if not (folder / name).is_file()]
+    if missing:
+        raise BundleError(f"bundle {folder} lacks {', '.join(missing)}")
+    files = {name: file_sha256(folder / name) for name in BUNDLE_FILES}
+    sealed = spec.model_copy(update={"files": files})
+    sealed = sealed.model_copy(update={"hash": sealed.content_hash()})
+    (folder / "bundle.json").write_text(json.dumps(sealed.model_dump(mode="json"), indent=2) + "\n")
+    return sealed
+
+
+def read_bundle(folder: str | Path, verify: bool = False) -> BundleSpec:
+    """Read bundle.json; with verify, re-hash the files (slow for big models, so opt-in)."""
+    folder = Path(folder)
+    meta = folder / "bundle.json"
+    if not meta.is_file():
+        raise BundleError(f"{folder} is not a model bundle (no bundle.json)")
+    spec = BundleSpec.model_validate_json(meta.read_text())
+    if spec.hash != spec.content_hash():
+        raise BundleError(f"bundle {folder}: bundle.json hash does not match its contents")
+    if verify:
+        for name, expected in spec.files.items():
+            if file_sha256(folder / name) != expected:
+                raise BundleError(f"bundle {folder}: {name} does not match its checksum")
+    return spec
+
+
+def default_bundle_dir() -> Path:
+    """The bundle used when none is given: $FASHION_SEARCH_MODEL, else the one the repo ships."""
+    return Path(os.environ.get(DEFAULT_BUNDLE_ENV) or _REPO_BUNDLE)

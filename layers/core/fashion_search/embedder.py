@@ -1,0 +1,99 @@
+"""Run a model bundle with onnxruntime: texts and images in, L2-normalised float32 vectors out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+from tokenizers import Tokenizer
+
+from .bundle import BundleSpec, ImageSpec, read_bundle
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Row-wise unit length (zero rows stay zero), float32."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def image_to_array(img: Image.Image, spec: ImageSpec) -> np.ndarray:
+    """One RGB image -> float32 [3, H, W], resized as the bundle says and normalised."""
+    target_w, target_h = spec.width, spec.height
+    w, h = img.size
+    if spec.resize == "crop":
+        scale = max(target_w / w, target_h / h)
+        new_w, new_h = max(target_w, round(w * scale)), max(target_h, round(h * scale))
+        img = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
+        left, top = (new_w - target_w) // 2, (new_h - target_h) // 2
+        img = img.crop((left, top, left + target_w, top + target_h))
+    else:  # pad
+        scale = min(target_w / w, target_h / h)
+        new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+        if (new_w, new_h) != (w, h):
+            img = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
+        canvas = Image.new("RGB", (target_w, target_h), spec.pad_color)
+        canvas.paste(img, ((target_w - new_w) // 2, (target_h - new_h) // 2))
+        img = canvas
+    pixels = np.asarray(img, dtype=np.float32) / 255.0
+    pixels = (pixels - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
+    return pixels.transpose(2, 0, 1)
+
+
+class Embedder:
+    """Encodes with a bundle's two ONNX towers. Thread-safe: onnxruntime sessions may be shared."""
+
+    def __init__(self, bundle_dir: str | Path, *, threads: int | None = None, batch_size: int = 32) -> None:
+        self.bundle_dir = Path(bundle_dir)
+        self.spec: BundleSpec = read_bundle(self.bundle_dir)
+        self.batch_size = batch_size
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = ["CPUExecutionProvider"]
+        self._text = ort.InferenceSession(str(self.bundle_dir / "text.onnx"), options, providers=providers)
+        self._image = ort.InferenceSession(str(self.bundle_dir / "image.onnx"), options, providers=providers)
+        self._tokenizer = Tokenizer.from_file(str(self.bundle_dir / "tokenizer.json"))
+        # Dynamic length: truncate at max_tokens, pad only to the longest text of each batch.
+        self._tokenizer.enable_truncation(self.spec.text.max_tokens)
+        self._tokenizer.enable_padding(pad_id=self.spec.text.pad_id)
+        self._text_inputs = {i.name for i in self._text.get_inputs()}
+
+    @property
+    def dim(self) -> int:
+        return self.spec.dim
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def model_hash(self) -> str:
+        return self.spec.hash
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """[len(texts), dim] unit vectors."""
+        out = [self._encode_text_batch(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """[len(images), dim] unit vectors; images must be RGB (see images.decode_image)."""
+        out = []
+        for i in range(0, len(images), self.batch_size):
+            batch = np.stack([image_to_array(img, self.spec.image) for img in images[i : i + self.batch_size]])
+            out.append(l2_normalize(self._image.run(None, {"pixel_values": batch})[0]))
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def _encode_text_batch(self, texts: Sequence[str]) -> np.ndarray:
+        encodings = self._tokenizer.encode_batch(list(texts))
+        feeds = {
+            "input_ids": np.asarray([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64),
+        }
+        feeds = {k: v for k, v in feeds.items() if k in self._text_inputs}
+        return l2_normalize(self._text.run(None, feeds)[0])
