@@ -19,11 +19,11 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 
 from fashion_search.bundle import BundleSpec, ImageSpec, TextSpec, write_bundle_json
 
-_CORPUS = (
-    "men women boys girls unisex navy blue black white red green grey brown pink purple yellow "
-    "shirt shirts tshirts jeans dress dresses shoes sandals watch watches handbag bag kurta top "
-    "casual formal sports leather cotton denim gold silver summer winter fall spring"
-).split()
+_CORPUS = " ".join([
+    "men women boys girls unisex navy blue black white red green grey brown pink purple yellow",
+    "shirt shirts tshirts jeans dress dresses shoes sandals watch watches handbag bag kurta top",
+    "casual formal sports leather cotton denim gold silver summer winter fall spring",
+])
 _OPSET = [helper.make_opsetid("", 17)]
 
 
@@ -37,7 +37,7 @@ def _tokenizer() -> Tokenizer:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator([" ".join(_CORPUS)] * 4, trainer)
+    tok.train_from_iterator([_CORPUS] * 4, trainer)
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", special_tokens=[("<s>", 1), ("</s>", 2)]
     )

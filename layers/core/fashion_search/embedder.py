@@ -81,11 +81,19 @@ class Embedder:
         out = [self._encode_text_batch(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
+    def preprocess(self, img: Image.Image) -> np.ndarray:
+        """The image tower's input for one RGB image; thread-safe, so callers may parallelise it."""
+        return image_to_array(img, self.spec.image)
+
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """[len(images), dim] unit vectors; images must be RGB (see images.decode_image)."""
+        return self.encode_pixels([self.preprocess(img) for img in images])
+
+    def encode_pixels(self, pixels: Sequence[np.ndarray]) -> np.ndarray:
+        """[len(pixels), dim] unit vectors from preprocessed [3, H, W] arrays."""
         out = []
-        for i in range(0, len(images), self.batch_size):
-            batch = np.stack([image_to_array(img, self.spec.image) for img in images[i : i + self.batch_size]])
+        for i in range(0, len(pixels), self.batch_size):
+            batch = np.stack(pixels[i : i + self.batch_size])
             out.append(l2_normalize(self._image.run(None, {"pixel_values": batch})[0]))
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 

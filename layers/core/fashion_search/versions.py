@@ -1,0 +1,178 @@
+"""Immutable index versions in an object store, and the pointer to the live one.
+
+Layout under the store root::
+
+    current.json                    pointer: {"version", "manifest_sha256", "updated_at"}
+    versions/<id>/manifest.json     written last: a version without it is incomplete
+    versions/<id>/index.faiss, embeddings.npy, products.jsonl, records.jsonl, skipped.jsonl
+    thumbnails/<sha256>.webp        content-addressed, shared by versions, never rewritten
+
+A build writes a new version folder, then moves the pointer with one atomic put. Readers follow
+the pointer, so they see the old version or the new one, never a mix; a build that dies before
+the pointer moves changes nothing that is served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .store import KeyNotFound, ObjectStore
+
+POINTER_KEY = "current.json"
+VERSIONS_PREFIX = "versions/"
+THUMBNAILS_PREFIX = "thumbnails/"
+MANIFEST = "manifest.json"
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+class VersionError(RuntimeError):
+    """A version is missing, incomplete or corrupt."""
+
+
+class FileInfo(BaseModel):
+    sha256: str
+    bytes: int
+
+
+class Manifest(BaseModel):
+    format: int = 1
+    version: str
+    created_at: str
+    build_seconds: float
+    catalog: dict[str, Any]  # source, kind
+    counts: dict[str, int]  # catalog, indexed, skipped, reused, encoded
+    skipped_by_reason: dict[str, int]
+    model: dict[str, Any]  # name, hash, dim
+    index: dict[str, Any]  # type, metric, m, ef_construction, ef_search
+    files: dict[str, FileInfo]
+
+
+class Pointer(BaseModel):
+    version: str
+    manifest_sha256: str
+    updated_at: str
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_version_id() -> str:
+    """Sortable by creation time; the random tail keeps concurrent builds apart."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+
+
+def version_key(version: str, name: str) -> str:
+    return f"{VERSIONS_PREFIX}{version}/{name}"
+
+
+def thumbnail_key(image_sha256: str) -> str:
+    return f"{THUMBNAILS_PREFIX}{image_sha256}.webp"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_pointer(store: ObjectStore) -> Pointer | None:
+    """The live version's pointer, or None when nothing was published yet."""
+    try:
+        raw = store.get(POINTER_KEY)
+    except KeyNotFound:
+        return None
+    try:
+        return Pointer.model_validate_json(raw)
+    except ValidationError as exc:
+        raise VersionError(f"{store.uri}/{POINTER_KEY} is not a valid pointer: {exc}") from None
+
+
+def read_manifest(store: ObjectStore, version: str, expected_sha256: str | None = None) -> Manifest:
+    try:
+        raw = store.get(version_key(version, MANIFEST))
+    except KeyNotFound:
+        raise VersionError(f"version {version} is incomplete or missing (no manifest)") from None
+    if expected_sha256 and sha256(raw) != expected_sha256:
+        raise VersionError(f"version {version}: manifest does not match the pointer's checksum")
+    try:
+        return Manifest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise VersionError(f"version {version}: invalid manifest: {exc}") from None
+
+
+def read_file(store: ObjectStore, manifest: Manifest, name: str) -> bytes:
+    """A version file, checked against the manifest's checksum."""
+    info = manifest.files.get(name)
+    if info is None:
+        raise VersionError(f"version {manifest.version} has no {name}")
+    try:
+        data = store.get(version_key(manifest.version, name))
+    except KeyNotFound:
+        raise VersionError(f"version {manifest.version}: {name} is missing") from None
+    if len(data) != info.bytes or sha256(data) != info.sha256:
+        raise VersionError(f"version {manifest.version}: {name} is corrupt (checksum mismatch)")
+    return data
+
+
+def write_files(store: ObjectStore, version: str, files: dict[str, bytes]) -> dict[str, FileInfo]:
+    """Upload a version's data files; returns what the manifest records of them."""
+    infos = {}
+    for name, data in files.items():
+        store.put(version_key(version, name), data, cache_control=IMMUTABLE)
+        infos[name] = FileInfo(sha256=sha256(data), bytes=len(data))
+    return infos
+
+
+def publish(store: ObjectStore, manifest: Manifest) -> Pointer:
+    """Write the manifest (completing the version), then atomically point `current.json` at it."""
+    body = manifest.model_dump_json(indent=2).encode()
+    store.put(version_key(manifest.version, MANIFEST), body, content_type="application/json")
+    pointer = Pointer(version=manifest.version, manifest_sha256=sha256(body), updated_at=utc_now())
+    store.put(POINTER_KEY, pointer.model_dump_json().encode(), content_type="application/json",
+              cache_control="no-cache")
+    return pointer
+
+
+def list_versions(store: ObjectStore) -> dict[str, bool]:
+    """Every version id (sorted, oldest first) -> whether it is complete (has a manifest)."""
+    versions: dict[str, bool] = {}
+    for key in store.list(VERSIONS_PREFIX):
+        version, _, name = key.removeprefix(VERSIONS_PREFIX).partition("/")
+        versions[version] = versions.get(version, False) or name == MANIFEST
+    return dict(sorted(versions.items()))
+
+
+def _thumbnails_of(store: ObjectStore, version: str) -> Iterable[str]:
+    try:
+        lines = store.get(version_key(version, "records.jsonl")).decode().splitlines()
+    except KeyNotFound:
+        return ()
+    return (json.loads(line)["thumbnail"] for line in lines if line)
+
+
+def prune(store: ObjectStore, keep: int) -> dict[str, int]:
+    """Delete all but the newest `keep` complete versions (never the live one), incomplete
+    versions older than the live one (dead builds), and thumbnails no kept version uses."""
+    if keep < 1:
+        raise ValueError("keep must be at least 1")
+    pointer = read_pointer(store)
+    live = pointer.version if pointer else None
+    versions = list_versions(store)
+    complete = [v for v, done in versions.items() if done]
+    kept = set(complete[-keep:]) | ({live} if live else set())
+    # Incomplete versions newer than the live one may be builds in progress: leave them.
+    doomed = [v for v, done in versions.items()
+              if v not in kept and (done or (live is not None and v < live))]
+    for version in doomed:
+        store.delete(list(store.list(f"{VERSIONS_PREFIX}{version}/")))
+    used = {t for v in kept for t in _thumbnails_of(store, v)}
+    in_progress = [v for v, done in versions.items() if not done and v not in doomed]
+    stale = [] if in_progress else [k for k in store.list(THUMBNAILS_PREFIX) if k not in used]
+    store.delete(stale)
+    return {"versions_deleted": len(doomed), "versions_kept": len(kept), "thumbnails_deleted": len(stale)}
