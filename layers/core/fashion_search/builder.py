@@ -20,6 +20,7 @@ import numpy as np
 from . import vector_index, versions
 from .catalog import Catalog, Product, Rejected, load_catalog
 from .embedder import Embedder
+from .errors import FashionSearchError
 from .fetch import Fetcher, FetchError, FetchOptions, is_url
 from .images import THUMBNAIL_CONTENT_TYPE, ImageError, decode_image, make_thumbnail
 from .progress import Progress
@@ -27,6 +28,10 @@ from .store import ObjectStore
 from .vector_index import HnswParams
 
 CHUNK = 256
+
+
+class BuildError(FashionSearchError):
+    """Nothing could be indexed: publishing an empty version would take the catalog offline."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,7 @@ class _Item:
 
 @dataclass
 class _Previous:
-    """The live version's records and vectors, usable when it was built with the same model."""
+    """The live version's records, and its vectors by image digest (same model only)."""
 
     records: dict[str, _Record] = field(default_factory=dict)
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
@@ -97,7 +102,7 @@ def _load_previous(store: ObjectStore, model_hash: str, progress: Progress) -> _
         return _Previous()
     records = [_Record(**json.loads(line)) for line in lines if line]
     return _Previous({r.product_id: r for r in records},
-                     {r.product_id: matrix[row] for row, r in enumerate(records)})
+                     {r.image_sha256: matrix[row] for row, r in enumerate(records)})
 
 
 def _metadata(product: Product, thumbnail: str) -> dict[str, Any]:
@@ -130,18 +135,18 @@ class _Pipeline:
 
     async def prepare(self, product: Product) -> _Item | Rejected:
         prev = self.previous.records.get(product.id)
-        if prev is not None and prev.image != product.image:
-            prev = None
+        validators = prev.validators if prev is not None and prev.image == product.image else None
         try:
-            fetched = await self.fetcher.get_resource(product.image, prev.validators if prev else None)
+            fetched = await self.fetcher.get_resource(product.image, validators)
         except FetchError as exc:
             return Rejected(product_id=product.id, reason=f"image_{exc.reason}", detail=str(exc))
-        if fetched.not_modified and prev is not None:
-            return self._reuse(product, prev, prev.validators)
+        if fetched.not_modified:
+            assert prev is not None
+            return self._reuse(product, prev.image_sha256, prev.validators)
         assert fetched.data is not None
         digest = versions.sha256(fetched.data)
-        if prev is not None and prev.image_sha256 == digest:
-            return self._reuse(product, prev, fetched.validators)
+        if digest in self.previous.vectors:  # same bytes as an image already encoded, under any name
+            return self._reuse(product, digest, fetched.validators)
         try:
             pixels, thumbnail = await asyncio.to_thread(self._decode, fetched.data)
         except ImageError as exc:
@@ -153,10 +158,10 @@ class _Pipeline:
             self.known_thumbnails.add(key)
         return _Item(product, _Record(product.id, product.image, digest, fetched.validators, key), pixels=pixels)
 
-    def _reuse(self, product: Product, prev: _Record, validators: dict[str, Any]) -> _Item:
+    def _reuse(self, product: Product, digest: str, validators: dict[str, Any]) -> _Item:
         self.reused += 1
-        record = _Record(product.id, product.image, prev.image_sha256, validators, prev.thumbnail)
-        return _Item(product, record, vector=self.previous.vectors[product.id])
+        record = _Record(product.id, product.image, digest, validators, versions.thumbnail_key(digest))
+        return _Item(product, record, vector=self.previous.vectors[digest])
 
     def _decode(self, data: bytes) -> tuple[np.ndarray, bytes]:
         img = decode_image(data)
@@ -208,7 +213,7 @@ async def build_index(catalog_source: str, store: ObjectStore, embedder: Embedde
         items, rejected = await pipeline.run(products)
     rejected = catalog.rejected + rejected
     if not items:
-        raise RuntimeError(f"no product of {catalog_source} could be indexed "
+        raise BuildError(f"no product of {catalog_source} could be indexed "
                            f"({len(rejected)} skipped: {dict(Counter(r.reason for r in rejected))})")
 
     progress.stage(f"hnsw over {len(items):,} vectors")

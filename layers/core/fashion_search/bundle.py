@@ -21,6 +21,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from .errors import FashionSearchError
+
 BUNDLE_FILES = ("text.onnx", "image.onnx", "tokenizer.json")
 DEFAULT_BUNDLE_ENV = "FASHION_SEARCH_MODEL"
 # The repository ships its starter bundle here (see models/README.md).
@@ -67,7 +69,7 @@ class BundleSpec(BaseModel):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-class BundleError(ValueError):
+class BundleError(FashionSearchError, ValueError):
     """A bundle folder is missing files or does not match its bundle.json."""
 
 

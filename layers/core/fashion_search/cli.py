@@ -9,14 +9,11 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-from .bundle import BundleError, default_bundle_dir
-from .fetch import FetchError, FetchOptions
+from .bundle import default_bundle_dir
+from .errors import FashionSearchError
+from .fetch import FetchOptions
 from .progress import Progress
 from .vector_index import HnswParams
-
-
-class UsageError(Exception):
-    """A problem with what the user asked for: printed as one line, exit status 2."""
 
 
 def _print_json(obj: object) -> None:
@@ -89,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
-    except (UsageError, BundleError, FetchError, FileNotFoundError, ValueError) as exc:
+    except (FashionSearchError, FileNotFoundError, ValueError) as exc:
         print(f"fashion-search {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

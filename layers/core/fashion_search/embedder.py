@@ -78,8 +78,20 @@ class Embedder:
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """[len(texts), dim] unit vectors."""
-        out = [self._encode_text_batch(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
+        out = [
+            l2_normalize(self._text.run(None, self.tokenize(texts[i : i + self.batch_size]))[0])
+            for i in range(0, len(texts), self.batch_size)
+        ]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """The text tower's inputs for one batch, padded to its longest text only."""
+        encodings = self._tokenizer.encode_batch(list(texts))
+        feeds = {
+            "input_ids": np.asarray([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64),
+        }
+        return {k: v for k, v in feeds.items() if k in self._text_inputs}
 
     def preprocess(self, img: Image.Image) -> np.ndarray:
         """The image tower's input for one RGB image; thread-safe, so callers may parallelise it."""
@@ -96,12 +108,3 @@ class Embedder:
             batch = np.stack(pixels[i : i + self.batch_size])
             out.append(l2_normalize(self._image.run(None, {"pixel_values": batch})[0]))
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
-
-    def _encode_text_batch(self, texts: Sequence[str]) -> np.ndarray:
-        encodings = self._tokenizer.encode_batch(list(texts))
-        feeds = {
-            "input_ids": np.asarray([e.ids for e in encodings], dtype=np.int64),
-            "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64),
-        }
-        feeds = {k: v for k, v in feeds.items() if k in self._text_inputs}
-        return l2_normalize(self._text.run(None, feeds)[0])

@@ -17,11 +17,13 @@ from typing import Any
 
 import httpx
 
+from .errors import FashionSearchError
+
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 USER_AGENT = "fashion-search-indexer/0.1"
 
 
-class FetchError(Exception):
+class FetchError(FashionSearchError):
     """A resource could not be fetched; `reason` is a short code for reports."""
 
     def __init__(self, reason: str, message: str) -> None:

@@ -11,6 +11,8 @@ import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import FashionSearchError
+
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
 # 40 megapixels: a 12 MP phone photo passes, a decompression bomb does not.
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -18,7 +20,7 @@ THUMBNAIL_MAX_SIDE = 320
 THUMBNAIL_CONTENT_TYPE = "image/webp"
 
 
-class ImageError(ValueError):
+class ImageError(FashionSearchError, ValueError):
     """Bytes that are not a usable image; `reason` is a short machine-readable code."""
 
     def __init__(self, reason: str, message: str) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from .errors import FashionSearchError
 from .store import KeyNotFound, ObjectStore
 
 POINTER_KEY = "current.json"
@@ -32,7 +33,7 @@ MANIFEST = "manifest.json"
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
-class VersionError(RuntimeError):
+class VersionError(FashionSearchError):
     """A version is missing, incomplete or corrupt."""
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Iterator
-from itertools import batched
 from typing import Any
 
 import boto3
@@ -73,7 +72,9 @@ class S3Store:
                 yield obj["Key"][strip:]
 
     def delete(self, keys: Iterable[str]) -> None:
-        for chunk in batched(keys, 1000):
+        keys = list(keys)
+        for start in range(0, len(keys), 1000):  # the API's limit per request
+            chunk = keys[start : start + 1000]
             self._s3.delete_objects(
                 Bucket=self.bucket,
                 Delete={"Objects": [{"Key": self._key(k)} for k in chunk], "Quiet": True},

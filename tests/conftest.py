@@ -1,0 +1,69 @@
+"""Shared fixtures: real parts only (tiny ONNX bundles, replica HTTP servers, moto's S3 server)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from fashion_search.bundle import BundleSpec
+from model_export.tiny_bundle import make_tiny_bundle
+from tests.replica import DATA, Replica, dummyjson_replica, fakestore_replica
+
+FASHION_FEED = DATA / "fashion" / "feed.jsonl"
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random bundle (32-d) shared by the session: real ONNX, real tokenizer."""
+    folder = tmp_path_factory.mktemp("tiny-bundle")
+    make_tiny_bundle(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def other_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, BundleSpec]:
+    """A second tiny bundle with other weights: its vectors are not comparable with tiny_bundle's."""
+    folder = tmp_path_factory.mktemp("other-bundle")
+    return folder, make_tiny_bundle(folder, seed=1, name="tiny-other")
+
+
+@pytest.fixture
+def dummyjson() -> Iterator[Replica]:
+    replica = dummyjson_replica()
+    yield replica
+    replica.stop()
+
+
+@pytest.fixture
+def fakestore() -> Iterator[Replica]:
+    replica = fakestore_replica()
+    yield replica
+    replica.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 (a real HTTP endpoint speaking the S3 API)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_uri(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on the moto server; AWS_ENDPOINT_URL points boto3 at it."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/index"
