@@ -10,7 +10,7 @@ MODEL ?= models/fashion-starter
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test lint bench setup setup-dev
+.PHONY: demo test lint bench setup setup-dev synth
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,5 +36,19 @@ demo: setup
 lint: setup-dev
 	$(BIN)/ruff check .
 
-test: lint
+test: lint node_modules/.stamp
 	$(BIN)/pytest
+
+# The CDK CLI pinned by package-lock.json (for `make synth`, `npx cdk deploy` and tests/infra);
+# reinstalled whenever the lock changes.
+node_modules/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+# The CDK app's own packages (cdk.json runs .venv's Python); setup-dev includes them.
+$(VENV)/.infra: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[infra]'
+	touch $@
+
+synth: $(VENV)/.infra node_modules/.stamp
+	node_modules/.bin/cdk synth --quiet
