@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,11 +11,31 @@ from pathlib import Path
 import boto3
 import pytest
 
+from fashion_search.builder import BuildSummary, build_index
 from fashion_search.bundle import BundleSpec
+from fashion_search.embedder import Embedder
+from fashion_search.store import open_store
 from model_export.tiny_bundle import make_tiny_bundle
 from tests.replica import DATA, Replica, dummyjson_replica, fakestore_replica
 
 FASHION_FEED = DATA / "fashion" / "feed.jsonl"
+FASHION_IMAGES = DATA / "fashion" / "images"
+
+
+def write_feed(path: Path, count: int, start: int = 0) -> Path:
+    """A feed of `count` fashion products (from line `start`) whose images are absolute paths."""
+    with FASHION_FEED.open() as source:
+        lines = [json.loads(line) for _, line in zip(range(start + count), source, strict=False)][start:]
+    for line in lines:
+        line["image"] = str(DATA / "fashion" / line["image"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def build_store(catalog: Path | str, store: Path | str, bundle: Path) -> BuildSummary:
+    """Build an index the way the CLI does (same core call), quietly."""
+    return asyncio.run(build_index(str(catalog), open_store(store), Embedder(bundle)))
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +51,14 @@ def other_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Bundle
     """A second tiny bundle with other weights: its vectors are not comparable with tiny_bundle's."""
     folder = tmp_path_factory.mktemp("other-bundle")
     return folder, make_tiny_bundle(folder, seed=1, name="tiny-other")
+
+
+@pytest.fixture(scope="session")
+def fashion_store(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> Path:
+    """A local store holding an index of 400 fashion products, built with the tiny bundle."""
+    root = tmp_path_factory.mktemp("fashion-store")
+    build_store(write_feed(root / "feed.jsonl", 400), root / "store", tiny_bundle)
+    return root / "store"
 
 
 @pytest.fixture

@@ -6,14 +6,23 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import math
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .bundle import default_bundle_dir
 from .errors import FashionSearchError
 from .fetch import FetchOptions
 from .progress import Progress
 from .vector_index import HnswParams
+
+if TYPE_CHECKING:
+    from .service import SearchResult, SearchService
+
+FRONTEND = Path(__file__).resolve().parents[3] / "frontend"
 
 
 def _print_json(obj: object) -> None:
@@ -47,6 +56,78 @@ def _prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _service(args: argparse.Namespace, **settings: object) -> SearchService:
+    from .config import Settings
+    from .service import SearchService
+
+    service = SearchService(Settings(store=args.store, model=Path(args.model), **settings))  # type: ignore[arg-type]
+    if service.live is None:
+        raise FashionSearchError(service.health()["problem"])
+    return service
+
+
+def _serve(args: argparse.Namespace) -> int:
+    # Local runs print no CloudWatch metric records (EMF) unless asked to.
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    from .api import create_handler
+    from .local_server import LocalServer
+
+    service = _service(args, allowed_origins=tuple(args.allow_origin))
+    frontend = Path(args.frontend) if args.frontend else None
+    server = LocalServer(create_handler(service), service.store, frontend=frontend, host=args.host, port=args.port)
+    live = service.live
+    assert live is not None
+    print(f"serving {server.url}/ : index {live.version} ({len(live.products):,} products), "
+          f"model {service.embedder.name}; Ctrl-C stops", file=sys.stderr, flush=True)
+    server.serve_forever()
+    return 0
+
+
+def _query_one(service: SearchService, text: str | None, image: str | None, alpha: float, top_k: int) -> SearchResult:
+    from .service import Query
+
+    data = Path(image).read_bytes() if image else None
+    return service.search(Query(text=text, image=data, alpha=alpha, top_k=top_k))
+
+
+def _query(args: argparse.Namespace) -> int:
+    from .schemas import search_response
+
+    service = _service(args, refresh_seconds=math.inf)
+    if not args.queries:
+        if args.text is None and args.image is None:
+            raise FashionSearchError("give --text, --image, both, or --queries FILE")
+        result = _query_one(service, args.text, args.image, args.alpha, args.top_k)
+        print(search_response(result, "thumbnails/").model_dump_json())
+        return 0
+    failures = 0
+    queries = Path(args.queries)
+    for number, line in enumerate(queries.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        spec: dict = {}
+        try:
+            spec = json.loads(line)
+            image = spec.get("image")
+            image = str(queries.parent / image) if image else None  # relative to the queries file
+            result = _query_one(service, spec.get("text"), image, float(spec.get("alpha", args.alpha)),
+                                int(spec.get("top_k", args.top_k)))
+            hits = [{"product_id": h.product["product_id"], "similarity_score": h.score} for h in result.hits]
+            _print_json({"id": spec.get("id"), "results": hits})
+        except (FashionSearchError, OSError, ValueError, AttributeError) as exc:
+            failures += 1
+            _print_json({"id": spec.get("id") if isinstance(spec, dict) else None,
+                         "error": f"line {number}: {exc}"})
+    return 1 if failures else 0
+
+
+def _alpha(value: str) -> float:
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return number
+
+
 def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -73,6 +154,26 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--retries", type=int, default=FetchOptions.retries)
     build.add_argument("--quiet", action="store_true", help="no progress on stderr")
     build.set_defaults(run=_build)
+
+    serve = commands.add_parser("serve", help="serve the API, thumbnails and search page locally")
+    serve.add_argument("--store", required=True)
+    serve.add_argument("--model", default=str(default_bundle_dir()), help="model bundle folder")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--frontend", default=str(FRONTEND) if FRONTEND.is_dir() else None,
+                       help="folder of the static search page (default: the repository's frontend/)")
+    serve.add_argument("--allow-origin", action="append", default=[], help="CORS origin to allow (repeatable)")
+    serve.set_defaults(run=_serve)
+
+    query = commands.add_parser("query", help="search the live index from the command line")
+    query.add_argument("--store", required=True)
+    query.add_argument("--model", default=str(default_bundle_dir()), help="model bundle folder")
+    query.add_argument("--text")
+    query.add_argument("--image", help="path of a JPEG, PNG or WebP photo")
+    query.add_argument("--alpha", type=_alpha, default=0.5, help="image weight when both are given")
+    query.add_argument("--top-k", type=int, choices=range(1, 101), metavar="1..100", default=10)
+    query.add_argument("--queries", help='JSONL batch: {"id", "text"?, "image"?, "alpha"?, "top_k"?} per line')
+    query.set_defaults(run=_query)
 
     prune = commands.add_parser("prune", help="delete all but the last N index versions")
     prune.add_argument("--store", required=True)

@@ -1,0 +1,48 @@
+"""One loaded, checked index version: the FAISS graph and the products' metadata, in memory."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import faiss
+
+from . import vector_index, versions
+from .errors import FashionSearchError
+from .store import ObjectStore
+
+
+class ModelMismatch(FashionSearchError):
+    """The index was built with another model bundle: its vectors are not comparable with ours."""
+
+
+@dataclass(frozen=True)
+class LiveIndex:
+    pointer: versions.Pointer
+    manifest: versions.Manifest
+    index: faiss.Index
+    products: list[dict[str, Any]]  # row -> metadata, as products.jsonl holds it
+    rows: dict[str, int]  # product id -> row
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @classmethod
+    def load(cls, store: ObjectStore, pointer: versions.Pointer, model_name: str, model_hash: str) -> LiveIndex:
+        """Fetch, verify (checksums, model, counts) and deserialise the version `pointer` names."""
+        manifest = versions.read_manifest(store, pointer.version, pointer.manifest_sha256)
+        built_with = manifest.model
+        if built_with.get("hash") != model_hash:
+            raise ModelMismatch(
+                f"index version {manifest.version} was built with model {built_with.get('name')!r} "
+                f"({str(built_with.get('hash'))[:12]}), but this service runs {model_name!r} ({model_hash[:12]}): "
+                "rebuild the index with this model, or deploy the model the index was built with"
+            )
+        products = [json.loads(line) for line in
+                    versions.read_file(store, manifest, "products.jsonl").decode().splitlines() if line]
+        index = vector_index.deserialize(versions.read_file(store, manifest, "index.faiss"))
+        if index.ntotal != len(products) or index.ntotal != manifest.counts.get("indexed"):
+            raise versions.VersionError(f"version {manifest.version}: index and metadata disagree on the count")
+        return cls(pointer, manifest, index, products, {p["product_id"]: row for row, p in enumerate(products)})
