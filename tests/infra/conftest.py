@@ -9,37 +9,13 @@ daemon is involved.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from pathlib import Path
-
 import pytest
 from aws_cdk import App
 from aws_cdk.assertions import Template
 
 from infra.app import build_app
 from infra.stack import FashionSearchStack
-
-REPO = Path(__file__).resolve().parents[2]
-CDK_CONTEXT: dict[str, object] = json.loads((REPO / "cdk.json").read_text())["context"]
-
-# A production-like stage: cross-origin API, extra origins, concurrency and non-default sizes.
-CROSS_ORIGIN = {
-    "stage": "prod",
-    "sameOriginApi": "false",
-    "allowedOrigins": "https://shop.example.com, http://localhost:5173",
-    "searchMemoryMb": "3008",
-    "builderMemoryMb": "10240",
-    "reservedConcurrency": "20",
-    "provisionedConcurrency": "2",
-    "throttleRate": "20",
-    "throttleBurst": "40",
-    "reindexSchedule": "cron(0 3 * * ? *)",
-    "catalogUrl": "https://fakestoreapi.com/products",
-    "catalogLimit": "100",
-}
-
-Synth = Callable[..., FashionSearchStack]
+from tests.infra.support import CDK_CONTEXT, CROSS_ORIGIN, Synth
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra.conftest import REPO
+from tests.infra.support import REPO
 
 CDK = REPO / "node_modules" / ".bin" / "cdk"
 DOCKERFILE = REPO / "functions" / "search" / "Dockerfile"

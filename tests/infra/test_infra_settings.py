@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from infra.settings import Settings
-from tests.infra.conftest import CDK_CONTEXT
+from tests.infra.support import CDK_CONTEXT
 
 
 class Context:

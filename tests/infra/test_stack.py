@@ -12,7 +12,7 @@ from aws_cdk import App
 from aws_cdk.assertions import Match, Template
 
 from infra.stack import BUILDER_CMD, INDEX_PREFIX, MODEL_DIR, SEARCH_CMD
-from tests.infra.conftest import Synth
+from tests.infra.support import Synth
 
 
 def _one(template: Template, type_: str, props: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
@@ -300,7 +300,7 @@ def test_security_headers_on_every_behaviour(template: Template) -> None:
         assert behavior["ResponseHeadersPolicyId"] == {"Ref": policy_id}
 
 
-def test_site_deployment_uploads_frontend_and_generated_config(synth: Synth, cross_origin: Template) -> None:
+def test_site_deployment_uploads_frontend_and_generated_config(cross_origin: Template) -> None:
     distribution_id, _ = _one(cross_origin, "AWS::CloudFront::Distribution")
     site_bucket_id, _ = _one(cross_origin, "AWS::S3::Bucket", {"Tags": Match.array_with([
         {"Key": "aws-cdk:auto-delete-objects", "Value": "true"}
