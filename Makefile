@@ -9,8 +9,9 @@ STORE ?= .demo/store
 MODEL ?= models/fashion-starter
 HOST ?= 127.0.0.1
 PORT ?= 8000
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: demo test lint bench setup setup-dev synth
+.PHONY: demo test lint bench setup setup-dev synth chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,13 +32,25 @@ setup-dev: $(VENV)/.dev
 
 demo: setup
 	$(BIN)/fashion-search build --catalog "$(CATALOG)" --store "$(STORE)" --model "$(MODEL)"
+	@printf '\n  Search page: http://$(HOST):$(PORT)/   (Ctrl-C stops the server)\n\n'
+	@# Open a browser once the server listens, where there is a desktop to show it on.
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = Darwin ]; then \
+	  ( for _ in $$(seq 120); do (exec 3<>/dev/tcp/$(HOST)/$(PORT)) 2>/dev/null && break; sleep 0.5; done; \
+	    $(BIN)/python -m webbrowser -t "http://$(HOST):$(PORT)/" >/dev/null 2>&1 || true ) & \
+	fi
 	$(BIN)/fashion-search serve --store "$(STORE)" --model "$(MODEL)" --host $(HOST) --port $(PORT)
 
 lint: setup-dev
 	$(BIN)/ruff check .
 
-test: lint node_modules/.stamp
+test: lint node_modules/.stamp chromium
 	$(BIN)/pytest
+
+# Debian's chromium for the browser tests (tests/e2e); Playwright, which drives it, comes from PyPI
+# with the dev extra (its own browser download needs more than PyPI).
+chromium:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 # The CDK CLI pinned by package-lock.json (for `make synth`, `npx cdk deploy` and tests/infra);
 # reinstalled whenever the lock changes.
