@@ -9,7 +9,7 @@ const $ = (id) => document.getElementById(id);
 const els = {
   form: $("search-form"), text: $("text"), photo: $("photo"), dropZone: $("drop-zone"), prompt: $("drop-prompt"),
   preview: $("preview"), previewImg: $("preview-img"), previewCaption: $("preview-caption"),
-  removePhoto: $("remove-photo"), blend: $("blend"), alpha: $("alpha"), alphaValue: $("alpha-value"),
+  removePhoto: $("remove-photo"), blend: $("blend"), blendHelp: $("blend-help"), alpha: $("alpha"), alphaValue: $("alpha-value"),
   topK: $("top-k"), error: $("error"), results: $("results"), summary: $("summary"),
   empty: $("empty"), grid: $("grid"), status: $("status"), footer: $("footer-info"),
   details: $("details"), detailsBody: $("details-body"),
@@ -88,7 +88,7 @@ function showResults(response) {
     hybrid: `text + photo, ${Math.round(response.alpha_used * 100)}% photo`,
   }[response.search_type];
   els.summary.textContent = count
-    ? `${formatCount(count)} ${count === 1 ? "product" : "products"} · ${kind} · ${Math.round(response.query_time)} ms`
+    ? `${formatCount(count)} ${count === 1 ? "product" : "products"} · ${kind} · ${response.query_time < 1 ? "<1" : Math.round(response.query_time)} ms`
     : "";
   if (!count) setEmpty("No products matched.", "Try other words or another photo.");
 }
@@ -121,8 +121,13 @@ function hideError() {
 
 // -- inputs ---------------------------------------------------------------------------------
 
+// The slider blends text and photo, so it is active only when both are given (and says so otherwise).
 function updateBlend() {
-  els.blend.disabled = !(els.text.value.trim() && state.photo);
+  const ready = Boolean(els.text.value.trim() && state.photo);
+  els.blend.disabled = !ready;
+  els.blendHelp.hidden = ready;
+  if (ready) els.alpha.removeAttribute("aria-describedby");
+  else els.alpha.setAttribute("aria-describedby", "blend-help");
 }
 
 function showAlpha() {

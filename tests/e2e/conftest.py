@@ -155,13 +155,14 @@ def page(browser: Browser) -> Iterator[Page]:
 
 @pytest.fixture
 def screenshot() -> Callable[[Page, str], Path]:
-    """Saves a full-page screenshot, once its images have loaded, as test-artifacts/screenshots/<name>.png."""
+    """Saves a screenshot (of the whole page, or of the viewport when a dialog is open), once its
+    images have loaded, as test-artifacts/screenshots/<name>.png."""
 
     def take(page: Page, name: str) -> Path:
         page.wait_for_function("[...document.images].every((image) => image.complete)")
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path), full_page=not page.locator("dialog[open]").count())
         return path
 
     return take
