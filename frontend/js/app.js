@@ -20,6 +20,7 @@ const state = {
   searched: false, // whether results (or an error) for some query are on screen
   inFlight: false,
   queued: null, // the latest query asked for while a request was in flight
+  details: null, // the product id the details dialog was last opened for
 };
 
 // -- searching ------------------------------------------------------------------------------
@@ -147,13 +148,15 @@ function onSlide() {
 
 async function usePhoto(file) {
   hideError();
-  els.summary.textContent = "Preparing photo…";
+  const summary = els.summary.textContent;
+  els.summary.textContent = "Preparing photo…"; // decoding a 12 MB photo takes a moment on a phone
   let photo;
   try {
     photo = await preparePhoto(file);
   } catch (error) {
     if (!(error instanceof PhotoError)) throw error;
-    clearPhoto();
+    els.summary.textContent = summary;
+    els.photo.value = ""; // the photo shown before, if any, stays
     showError(error.message);
     return;
   }
@@ -182,13 +185,14 @@ function clearPhoto() {
 // -- product details ------------------------------------------------------------------------
 
 async function openDetails(productId) {
+  state.details = productId;
   renderDetailsMessage(els.detailsBody, "Loading product…");
   els.details.showModal();
   try {
     const product = await api.product(productId);
-    renderDetails(els.detailsBody, product, () => searchWithImage(product));
+    if (state.details === productId) renderDetails(els.detailsBody, product, () => searchWithImage(product));
   } catch (error) {
-    renderDetailsMessage(els.detailsBody, readable(error), { error: true });
+    if (state.details === productId) renderDetailsMessage(els.detailsBody, readable(error), { error: true });
     if (!(error instanceof api.ApiError)) throw error;
   }
 }

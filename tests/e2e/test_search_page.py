@@ -254,15 +254,17 @@ def test_api_error_is_shown_as_its_message(page: Page, server: Server, screensho
 
 
 def test_unreadable_photo_and_unreachable_service_get_readable_messages(
-        page: Page, start_server: Callable[[], Server], tmp_path: Path) -> None:
+        page: Page, start_server: Callable[[], Server], catalog: Catalog, tmp_path: Path) -> None:
     server = start_server()
     open_page(page, server)
+    with one_search(page):
+        page.set_input_files("#photo", catalog.products["10005"]["image"])
     not_a_photo = tmp_path / "holiday.jpg"
     not_a_photo.write_text("these are my notes, not a photo")
     page.set_input_files("#photo", not_a_photo)
     expect(page.get_by_role("alert")).to_have_text(
         "“holiday.jpg” isn’t an image this browser can read. Choose a JPEG, PNG or WebP photo.")
-    expect(page.locator("#preview")).to_be_hidden()
+    expect(page.locator("#preview-caption")).to_contain_text("10005.jpg")  # the photo before stays
 
     server.stop()
     page.get_by_label(TEXT_LABEL).fill("black shoes")
