@@ -130,7 +130,9 @@ def start_server(store: Path, tiny_bundle: Path) -> Iterator[Callable[[], Server
         server.stop()
 
 
-@pytest.fixture(scope="session")
+# Module-scoped: Playwright's sync API runs an asyncio loop in this thread for as long as it is
+# started, and later tests that call asyncio.run() must not find it running.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).is_file():
         pytest.skip("Debian's chromium is not installed: run `make test` (or apt-get install chromium)")
