@@ -94,7 +94,7 @@ def test_payloads_over_lambdas_limit_are_refused_like_api_gateway(server: str) -
 def test_errors_over_http_are_json_with_a_message(server: str) -> None:
     response = httpx.post(f"{server}/api/v1/search", json={"text": "x", "top_k": 1000})
     assert response.status_code == 400
-    assert response.json()["error"]["message"] == "top_k: Input should be less than or equal to 100"
+    assert response.json()["error"]["message"] == "top_k must be at most 100 (got 1000)"
 
 
 def test_cli_query_single_and_batch(fashion_store: Path, tiny_bundle: Path, tmp_path: Path) -> None:

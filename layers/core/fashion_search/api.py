@@ -6,6 +6,7 @@ no index can be served, 500 (with the request id, traceback logged) for our own 
 
 import base64
 import binascii
+import json
 import re
 import warnings
 from collections.abc import Callable
@@ -73,6 +74,23 @@ def decode_image_field(value: str) -> bytes:
     return data
 
 
+def _field_message(field: str, error: dict[str, Any]) -> str:
+    """One validation error in a shopper-developer's words, naming the field and the limit."""
+    kind, ctx, value = error.get("type", ""), error.get("ctx") or {}, error.get("input")
+    if kind == "string_too_long":
+        return f"{field} is {len(value)} characters long; at most {ctx['max_length']} are accepted"
+    if kind in ("less_than_equal", "greater_than_equal"):
+        bound = "at most" if kind == "less_than_equal" else "at least"
+        return f"{field} must be {bound} {ctx.get('le', ctx.get('ge'))} (got {value})"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"{field} must be a whole number (got {json.dumps(value)})"
+    if kind in ("float_type", "float_parsing", "finite_number"):
+        return f"{field} must be a finite number (got {json.dumps(value) if value == value else 'NaN'})"
+    if kind == "string_type":
+        return f"{field} must be a string (got {json.dumps(value)})"
+    return f"{field}: {error.get('msg', 'invalid')}"
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     messages = []
     for error in exc.errors():
@@ -84,7 +102,7 @@ def _validation_message(exc: RequestValidationError) -> str:
         elif error.get("type") == "model_attributes_type" or not loc:
             messages.append("the request body must be a JSON object")
         else:
-            messages.append(f"{'.'.join(loc)}: {error.get('msg', 'invalid')}")
+            messages.append(_field_message(".".join(loc), error))
     return "; ".join(dict.fromkeys(messages)) or "invalid request"
 
 

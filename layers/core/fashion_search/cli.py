@@ -56,12 +56,12 @@ def _prune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _service(args: argparse.Namespace, **settings: object) -> SearchService:
+def _service(args: argparse.Namespace, require_index: bool = True, **settings: object) -> SearchService:
     from .config import Settings
     from .service import SearchService
 
     service = SearchService(Settings(store=args.store, model=Path(args.model), **settings))  # type: ignore[arg-type]
-    if service.live is None:
+    if require_index and service.live is None:
         raise FashionSearchError(service.health()["problem"])
     return service
 
@@ -72,13 +72,14 @@ def _serve(args: argparse.Namespace) -> int:
     from .api import create_handler
     from .local_server import LocalServer
 
-    service = _service(args, allowed_origins=tuple(args.allow_origin))
+    # Like the Lambda, the server starts without an index: it answers 503 until a build publishes one.
+    service = _service(args, require_index=False, allowed_origins=tuple(args.allow_origin))
     frontend = Path(args.frontend) if args.frontend else None
     server = LocalServer(create_handler(service), service.store, frontend=frontend, host=args.host, port=args.port)
     live = service.live
-    assert live is not None
-    print(f"serving {server.url}/ : index {live.version} ({len(live.products):,} products), "
-          f"model {service.embedder.name}; Ctrl-C stops", file=sys.stderr, flush=True)
+    index = (f"index {live.version} ({len(live.products):,} products)" if live
+             else f"NO INDEX YET ({service.health()['problem']})")
+    print(f"serving {server.url}/ : {index}, model {service.embedder.name}; Ctrl-C stops", file=sys.stderr, flush=True)
     server.serve_forever()
     return 0
 
