@@ -10,13 +10,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import FASHION_IMAGES
+from tests.conftest import FASHION_IMAGES, build_store, write_feed
 
 CLI = str(Path(sys.executable).parent / "fashion-search")
 
@@ -27,13 +28,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(fashion_store: Path, tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    frontend = tmp_path_factory.mktemp("frontend")
-    (frontend / "index.html").write_text("<!doctype html><title>search</title>")
+@contextmanager
+def serve(store: Path, bundle: Path, *args: str) -> Iterator[str]:
+    """`fashion-search serve` in a child process, until its health endpoint answers."""
     port = free_port()
-    proc = subprocess.Popen([CLI, "serve", "--store", str(fashion_store), "--model", str(tiny_bundle),
-                             "--port", str(port), "--frontend", str(frontend)],
+    proc = subprocess.Popen([CLI, "serve", "--store", str(store), "--model", str(bundle), "--port", str(port), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
@@ -45,9 +44,31 @@ def server(fashion_store: Path, tiny_bundle: Path, tmp_path_factory: pytest.Temp
     else:
         proc.kill()
         pytest.fail(f"server did not start: {proc.communicate()[1]}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(fashion_store: Path, tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    frontend = tmp_path_factory.mktemp("frontend")
+    (frontend / "index.html").write_text("<!doctype html><title>search</title>")
+    with serve(fashion_store, tiny_bundle, "--frontend", str(frontend)) as url:
+        yield url
+
+
+def test_serve_before_any_build_answers_503_then_picks_the_index_up(tmp_path: Path, tiny_bundle: Path) -> None:
+    with serve(tmp_path / "store", tiny_bundle) as url:
+        response = httpx.post(f"{url}/api/v1/search", json={"text": "red dress"})
+        assert response.status_code == 503 and "no index has been published" in response.json()["error"]["message"]
+        summary = build_store(write_feed(tmp_path / "feed.jsonl", 30), tmp_path / "store", tiny_bundle)
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{url}/api/v1/health").json()["index_version"] != summary.version:
+            assert time.monotonic() < deadline, "the new index was not picked up"
+            time.sleep(0.25)
+        assert httpx.post(f"{url}/api/v1/search", json={"text": "red dress"}).json()["total_results"] == 10
 
 
 def photo_b64(product_id: str) -> str:
