@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: demo test lint bench setup setup-dev synth chromium
+.PHONY: demo test lint bench bench-quick setup setup-dev synth chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,3 +65,16 @@ $(VENV)/.infra: pyproject.toml | $(BIN)/python
 
 synth: $(VENV)/.infra node_modules/.stamp
 	node_modules/.bin/cdk synth --quiet
+
+# The benchmark suite (bench/): measures on this machine, writes BENCHMARKS.md and docs/bench/*.png
+# (< 30 min on 2 cores; run it on a quiet machine). bench-quick is the CI smoke run (< 3 min), written
+# to bench-results/. ARGS passes options through, e.g. `make bench ARGS="--only search"`.
+$(VENV)/.bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev,export,bench]'
+	touch $@ $(VENV)/.runtime
+
+bench: $(VENV)/.bench
+	$(BIN)/python -m bench $(ARGS)
+
+bench-quick: $(VENV)/.bench
+	$(BIN)/python -m bench --quick $(ARGS)
