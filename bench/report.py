@@ -1,0 +1,110 @@
+"""BENCHMARKS.md from the results of one run: how it was made, the headline figures, the sections."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from bench.common import Context, ms, speed, table
+
+# (module, heading) in the issue's order; they run in another order (build first: it makes the index).
+SECTIONS = (
+    ("encoders", "1. Encoders"),
+    ("search", "2. Search: HNSW vs exact"),
+    ("e2e", "3. End to end through the local server"),
+    ("cold_start", "4. Cold start"),
+    ("build", "5. Build"),
+    ("quality", "6. Quality"),
+    ("cost", "7. Cost"),
+)
+SHARED_CORES = 0.3  # other processes' average CPU use (cores) above which figures are called noisy
+
+
+def _search_row(search: dict[str, Any], size: dict[str, Any]) -> dict[str, Any]:
+    from bench.search import at_ef
+    from fashion_search.vector_index import HnswParams
+
+    return at_ef(size, search["pick"]["chosen"] or HnswParams().ef_search)
+
+
+def headline(results: dict[str, Any]) -> str:
+    """The figures the issue asks for up front, each with its ratio and baseline."""
+    from bench.encoders import headline as encoder_headline
+
+    rows = []
+    e2e = {(r["name"], r["clients"]): r for r in results["e2e"]["rows"]}
+    base = {b["name"]: b for b in results["e2e"]["baseline"]}
+    for query in ("text", "image"):
+        r, b = e2e[(query, 1)], base[query]
+        rows.append([f"{query} query, end to end (HTTP, 1 client)", f"{ms(r['p50'])} ms", f"{ms(r['p95'])} ms",
+                     f"{r['p50'] / b['p50']:.2f}× the in-process time", f"same queries via `SearchService` in-process "
+                     f"({ms(b['p50'])} ms)"])
+        enc = encoder_headline(results["encoders"], query)
+        s, bl = enc["shipped"], enc["baseline"]
+        rows.append([f"{query} encoder, starter model ({s['weights']}, batch 1, 1 thread)", f"{ms(s['p50'])} ms",
+                     f"{ms(s['p95'])} ms", speed(bl["p50"], s["p50"]),
+                     f"PyTorch CLIP ViT-B/32 fp32{', 77 tokens' if query == 'text' else ''} ({ms(bl['p50'])} ms)"])
+    search = results["search"]
+    for size in search["sizes"][-2:]:
+        r = _search_row(search, size)
+        rows.append([f"HNSW query, {size['size']:,} vectors (efSearch {r['ef_search']}, 1 thread)",
+                     f"{ms(r['p50'])} ms", f"{ms(r['p95'])} ms",
+                     f"{speed(size['exact']['p50'], r['p50'])}; recall@10 **{r['recall']:.4f}**",
+                     f"exact IndexFlatIP ({ms(size['exact']['p50'])} ms, recall 1)"])
+    cold = results["cold_start"]["sizes"]
+    target = next((s for s in cold if s["size"] == 100_000), cold[-1])
+    s3, local = target["s3"]["total"], target["local"]["total"]
+    rows.append([f"cold start, {target['size']:,} products (S3 via moto)", f"{s3['p50'] / 1000:.2f} s",
+                 f"{s3['p95'] / 1000:.2f} s", f"{s3['p50'] / local['p50']:.2f}× the local-folder time; Lambda "
+                 f"estimate {target['lambda']['total_ms'] / 1000:.1f} s", f"same version from a local folder "
+                 f"({local['p50'] / 1000:.2f} s)"])
+    build = results["build"]
+    first, inc = build["first"], build["incremental_seconds"]
+    rows.append([f"build, {build['products']:,} products", f"{first['products_per_second']:,.0f} products/s",
+                 "single run", "–", "–"])
+    rows.append(["incremental rebuild, 1% new photos", f"{inc['p50']:.1f} s", f"{inc['p95']:.1f} s",
+                 speed(first["summary"]["seconds"], inc["p50"]), f"the full build "
+                 f"({first['summary']['seconds']:.1f} s)"])
+    from bench.quality import checks
+
+    quality = results["quality"]
+    for name, worst, ok in checks(quality):
+        rows.append([f"quality: HNSW efSearch {name.removeprefix('hnsw_ef')} vs exact", f"worst change {worst:+.4f}",
+                     "–", "passes (≤ 0.01 lost)" if ok else "**fails** (> 0.01 lost)", "exact search, same vectors"])
+    cost = next(q for q in results["cost"]["queries"] if q["query"] == "text")
+    rows.append([f"Lambda cost per 1,000 text queries ({results['cost']['memory_mb']:,} MB)",
+                 f"${cost['at_p50']['total']:.4f}", f"${cost['at_p95']['total']:.4f}", "–",
+                 f"{cost['at_p50']['gb_s']:.1f} GB-s at p50"])
+    return table(["figure", "p50", "p95", "ratio", "baseline (same run)"], rows, right=(1, 2))
+
+
+def render(results: dict[str, Any], ctx: Context) -> str:
+    meta = results["meta"]
+    machine = meta["machine"]
+    minutes = sum(results[n]["_cpu"]["seconds"] for n, _ in SECTIONS if n in results) / 60
+    noisy = [name for name, _ in SECTIONS if results.get(name, {}).get("_cpu", {}).get("cores_other", 0) > SHARED_CORES]
+    runs = [[heading, f"{results[name]['_cpu']['seconds']:.0f}", f"{results[name]['_cpu']['cores_busy']:.2f}",
+             f"{results[name]['_cpu']['cores_other']:.2f}"] for name, heading in SECTIONS if name in results]
+    parts = [
+        "# Benchmarks",
+        f"Measured by `{meta['command']}` on {meta['finished']} (commit `{meta['commit']}`"
+        f"{', quick mode: small sizes and few runs, for smoke tests only' if meta['quick'] else ''}); "
+        f"the sections took {minutes:.1f} min. Every figure below was measured in this run on "
+        "this machine; estimates are marked as such and state their assumptions. Raw results: "
+        "`bench-results/results*.json` (not committed).",
+        f"**Machine:** {machine['description']} ({', '.join(machine['simd']) or 'no AVX'}), {machine['cores']} "
+        f"cores, {machine['memory_gb']} GB RAM, Linux {machine['kernel']}; Python {machine['python']}, numpy "
+        f"{machine['numpy']}, FAISS {machine['faiss']}. Load average at the start: {meta['load_start']:.2f}.",
+        ("**The machine was shared** during " + ", ".join(noisy) + ": other processes kept "
+         f"more than {SHARED_CORES} cores busy on average (table below), so those figures are noisier and "
+         "slower than on a quiet machine." if noisy else
+         "The machine was quiet: other processes used little CPU during every section (table below)."),
+        table(["section", "seconds", "cores busy (avg)", "of which other processes"], runs, right=(1, 2, 3)),
+        "## Headline",
+        headline(results) if all(name in results for name, _ in SECTIONS) else "_Not every section has results yet._",
+    ]
+    for name, heading in SECTIONS:
+        body = importlib.import_module(f"bench.{name}").render(results[name], ctx) if name in results else \
+            "_Not measured yet._"
+        parts += [f"## {heading}", body]
+    return "\n\n".join(parts) + "\n"
