@@ -1,0 +1,98 @@
+"""Smoke test of the benchmark suite's cheapest parts on tiny inputs: the search section's
+measurement and its fresh-process memory probe, the efSearch choice, the cost arithmetic, and the
+markdown they render (the full suite is `make bench`, the CI smoke run `make bench-quick`)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import cost, search
+from bench.cold_start import products_jsonl
+from bench.common import Context
+from tests.conftest import FASHION_FEED
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, tiny_bundle: Path) -> Context:
+    return Context(quick=True, model=tiny_bundle, feed=FASHION_FEED, work=tmp_path / "work",
+                   plots=tmp_path / "plots", report=tmp_path / "BENCHMARKS.md")
+
+
+def clustered(count: int, dim: int, seed: int) -> np.ndarray:
+    """Unit vectors around 50 centres: a stand-in for a catalog's embeddings."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((50, dim)).astype(np.float32)
+    vectors = centres[rng.integers(0, 50, count)] + 0.3 * rng.standard_normal((count, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_search_section_measures_and_renders(ctx: Context, tmp_path: Path) -> None:
+    real = clustered(1500, 32, seed=0)
+    sigma = search.NOISE_FRACTION * search.nn_distance(real) / math.sqrt(32)
+    vectors = search.synthetic(real, 3000, sigma)
+    assert np.array_equal(vectors[:1500], real)  # the real vectors come first, untouched
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    queries = np.concatenate([clustered(40, 32, seed=1), search.perturb(real[:40], sigma, np.random.default_rng(2))])
+    kinds = np.array(["text"] * 40 + ["photo"] * 40)
+    sizes = []
+    for size_vectors in (real, vectors):
+        measured = search.measure(size_vectors, queries, kinds, efs=(16, 64, 256), exact_queries=20,
+                                  index_out=tmp_path / f"index-{len(size_vectors)}.faiss")
+        measured["memory"] = search.index_memory(tmp_path / f"index-{len(size_vectors)}.faiss")
+        sizes.append(measured)
+    big = sizes[-1]
+    assert big["size"] == 3000 and big["memory"]["ntotal"] == 3000 and big["file_bytes"] > 3000 * 32 * 4
+    recalls = [r["recall"] for r in big["hnsw"]]
+    assert all(0.0 <= r <= 1.0 for r in recalls) and recalls[-1] >= recalls[0]
+    assert recalls[-1] > 0.95 and {"recall_text", "recall_photo"} <= big["hnsw"][0].keys()
+    pick = search.pick_ef(sizes, target=0.9)
+    assert pick["chosen"] in (16, 64, 256)
+    result = {"sizes": sizes, "sigma": sigma, "nn_distance": 0.1, "noise_fraction": search.NOISE_FRACTION,
+              "real": 1500, "text_queries": 40, "photo_queries": 40, "pick": pick}
+    markdown = search.render(result, ctx)
+    assert "| vectors | efSearch | p50 ms | p95 ms | recall@10 |" in markdown
+    assert "| 3,000 | exact (baseline) |" in markdown
+    assert "| vectors | HNSW build s |" in markdown
+    assert f"**Default efSearch: {pick['chosen']}**" in markdown
+    assert (ctx.plots / "search.png").stat().st_size > 1000
+
+
+def test_pick_ef_needs_the_target_at_every_size() -> None:
+    def size(n: int, recalls: dict[int, float]) -> dict:
+        return {"size": n, "hnsw": [{"ef_search": ef, "recall": r} for ef, r in recalls.items()]}
+
+    sizes = [size(1000, {16: 0.99, 64: 0.995}), size(10_000, {16: 0.95, 64: 0.985})]
+    assert search.pick_ef(sizes) == {"target": 0.98, "chosen": 64,
+                                     "per_size": [{"size": 1000, "ef": 16}, {"size": 10_000, "ef": 64}]}
+    assert search.pick_ef([size(1000, {16: 0.5, 64: 0.9})])["chosen"] is None
+
+
+def test_cost_arithmetic_and_table(ctx: Context, fashion_store: Path) -> None:
+    at_p50 = cost.lambda_per_1000(49.2, 2048)  # billed as 50 ms
+    assert at_p50["billed_s"] == 0.05 and at_p50["gb_s"] == pytest.approx(100.0)
+    assert at_p50["total"] == pytest.approx(100.0 * cost.LAMBDA_GB_S + 1000 * cost.LAMBDA_REQUEST)
+    per, products = cost.measured_bytes(str(fashion_store))
+    assert products == 400 and {"thumbnails", "index.faiss", "embeddings.npy", "products.jsonl"} <= per.keys()
+    storage = cost.storage_per_products(per, versions_kept=5)
+    thumbnails = next(r for r in storage if r["item"] == "thumbnails")
+    index = next(r for r in storage if r["item"] == "index.faiss")
+    assert thumbnails["copies"] == 1 and index["copies"] == 5
+    assert index["gb"] == pytest.approx(per["index.faiss"] * 100_000 * 5 / 1e9)
+    result = {"memory_mb": 2048, "versions_kept": 5, "bytes_per_product": per, "products": products,
+              "storage": storage, "threads": 2,
+              "queries": [{"query": q, "p50": 49.2, "p95": 80.0, "one_thread_adjust": 0.0, "at_p50": at_p50,
+                           "at_p95": cost.lambda_per_1000(80.0, 2048)} for q in ("text", "image", "hybrid")]}
+    markdown = cost.render(result, ctx)
+    assert "1,000 × 0.050 s × 2 GB = **100.0 GB-s**" in markdown
+    assert "| item | bytes per product | arithmetic | per month |" in markdown
+    assert "$0.0000166667 per GB-s" in markdown
+
+
+def test_synthetic_products_get_unique_ids() -> None:
+    lines = ['{"product_id": "a", "title": "x"}', '{"product_id": "b", "title": "y"}']
+    rows = products_jsonl(lines, 5).decode().splitlines()
+    assert [r.split('"')[3] for r in rows] == ["a", "b", "a~1", "b~1", "a~2"]
