@@ -1,0 +1,173 @@
+"""The fashion feed as training and evaluation data: products, the validation split, captions, pixels.
+
+No torch here: the evaluation (model_export.evaluate) and the benchmark import this module too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fashion_search.bundle import ImageSpec
+from fashion_search.embedder import image_to_array
+from fashion_search.images import decode_image
+
+# ../shared/data relative to the repository root (model_export/starter/data.py -> parents[2]).
+DEFAULT_FEED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "fashion" / "feed.jsonl"
+CACHE_DIR = Path.home() / ".cache" / "fashion-search" / "starter"
+
+VALIDATION_PERCENT = 5
+VALIDATION_RULE = (
+    f"a product is in the validation split iff int(sha256(id as UTF-8).hexdigest()[:8], 16) % 100 "
+    f"< {VALIDATION_PERCENT}"
+)
+
+_GENDER_WORD = {"Men": "men", "Women": "women", "Boys": "boys", "Girls": "girls", "Unisex": "unisex"}
+_GENDER_POSSESSIVE = {"Men": "men's", "Women": "women's", "Boys": "boys'", "Girls": "girls'", "Unisex": "unisex"}
+# How a shopper spells the catalog's article types (plural); the rest are just lower-cased.
+_TYPE_PLURAL = {"Tshirts": "t-shirts", "Bra": "bras", "Trunk": "trunks", "Perfume and Body Mist": "perfumes",
+                "Free Gifts": "gifts", "Lehenga Choli": "lehenga cholis", "Night suits": "night suits"}
+# Singular forms that do not come from dropping a trailing "s".
+_TYPE_SINGULAR = {"Tshirts": "t-shirt", "Jeans": "jeans", "Shorts": "shorts", "Trousers": "trousers",
+                  "Capris": "capris", "Leggings": "leggings", "Jeggings": "jeggings", "Briefs": "briefs",
+                  "Boxers": "boxers", "Sunglasses": "sunglasses", "Track Pants": "track pants",
+                  "Lounge Pants": "lounge pants", "Lounge Shorts": "lounge shorts", "Tights": "tights",
+                  "Stockings": "stockings", "Churidar": "churidar", "Salwar": "salwar", "Patiala": "patiala",
+                  "Swimwear": "swimwear", "Innerwear Vests": "innerwear vest", "Dresses": "dress",
+                  "Watches": "watch", "Sarees": "saree", "Accessory Gift Set": "accessory gift set",
+                  "Fragrance Gift Set": "fragrance gift set", "Perfume and Body Mist": "perfume",
+                  "Free Gifts": "gift", "Necklace and Chains": "necklace", "Cufflinks": "cufflinks",
+                  "Kurta Sets": "kurta set", "Night suits": "night suit", "Tracksuits": "tracksuit",
+                  "Lehenga Choli": "lehenga choli", "Suspenders": "suspenders", "Flip Flops": "flip flops",
+                  "Mufflers": "muffler", "Bra": "bra", "Trunk": "trunks", "Scarves": "scarf",
+                  "Shoe Accessories": "shoe accessory"}
+_COLOUR_WORD = {"Multi": "multicolour", "NA": ""}
+
+
+@dataclass(frozen=True)
+class Product:
+    """One catalog row reduced to what training and evaluation use."""
+
+    id: str
+    title: str
+    image: Path
+    gender: str
+    colour: str
+    article_type: str
+
+    @property
+    def attributes(self) -> tuple[str, str, str]:
+        """(gender, colour, article type): equal triples are relevant to the same attribute query."""
+        return (self.gender, self.colour, self.article_type)
+
+
+def load_products(feed: str | Path = DEFAULT_FEED) -> list[Product]:
+    """Read a fashion feed (JSONL); image paths are resolved against the feed's folder."""
+    feed = Path(feed).resolve()
+    products = []
+    with feed.open(encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            attrs = row.get("attributes", {})
+            products.append(Product(
+                id=str(row["id"]),
+                title=row["title"],
+                image=feed.parent / row["image"],
+                gender=str(attrs.get("gender", "")),
+                colour=str(attrs.get("baseColour", "")),
+                article_type=str(row.get("category", "")),
+            ))
+    return products
+
+
+def is_validation(product_id: str) -> bool:
+    """The held-out split, a pure function of the id so any tool can reproduce it (VALIDATION_RULE)."""
+    return int(hashlib.sha256(product_id.encode()).hexdigest()[:8], 16) % 100 < VALIDATION_PERCENT
+
+
+def split_indices(products: list[Product]) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) row indices."""
+    val = np.array([is_validation(p.id) for p in products])
+    return np.flatnonzero(~val), np.flatnonzero(val)
+
+
+def colour_word(colour: str) -> str:
+    return _COLOUR_WORD.get(colour, colour.lower())
+
+
+def type_plural(article_type: str) -> str:
+    return _TYPE_PLURAL.get(article_type, article_type.lower())
+
+
+def type_singular(article_type: str) -> str:
+    if article_type in _TYPE_SINGULAR:
+        return _TYPE_SINGULAR[article_type]
+    lower = article_type.lower()
+    if lower.endswith(("ches", "shes", "sses")):
+        return lower[:-2]
+    return lower[:-1] if lower.endswith("s") else lower
+
+
+def _join(*words: str) -> str:
+    return " ".join(w for w in words if w)
+
+
+def catalog_caption(p: Product) -> str:
+    """The catalog's own attribute phrasing: "Men Navy Blue Shirts"."""
+    return _join(p.gender, "" if p.colour == "NA" else p.colour, p.article_type)
+
+
+def attribute_captions(p: Product) -> list[str]:
+    """Ways a shopper describes the product's attributes, used as training captions.
+
+    The evaluation's query phrasing (attribute_query: "navy blue shirts for men") is deliberately
+    not among them, so the attribute metric measures phrasing the model was not trained on.
+    """
+    colour, singular = colour_word(p.colour), type_singular(p.article_type)
+    gender = _GENDER_WORD.get(p.gender, p.gender.lower())
+    for_gender = "" if p.gender == "Unisex" else f"for {gender}"
+    captions = [
+        catalog_caption(p),
+        _join(colour, singular, for_gender),  # "navy blue shirt for men"
+        _join(_GENDER_POSSESSIVE.get(p.gender, gender), colour, singular),  # "men's navy blue shirt"
+        _join(colour, singular),  # "navy blue shirt"
+    ]
+    return list(dict.fromkeys(captions))
+
+
+def attribute_query(attributes: tuple[str, str, str]) -> str:
+    """The evaluation's shopper query for a (gender, colour, type) triple: "navy blue shirts for men"."""
+    gender, colour, article_type = attributes
+    words = _join(colour_word(colour), type_plural(article_type))
+    if gender == "Unisex":
+        return f"unisex {words}"
+    return _join(words, "for", _GENDER_WORD.get(gender, gender.lower()))
+
+
+def load_pixels(products: list[Product], spec: ImageSpec, cache_dir: Path | None = CACHE_DIR) -> np.ndarray:
+    """All product images as uint8 [N, H, W, 3], preprocessed exactly as the runtime Embedder does.
+
+    Cached as .npy keyed by the image paths and the spec, so training epochs never decode JPEGs.
+    """
+    key = hashlib.sha256(json.dumps([[str(p.image) for p in products], spec.model_dump(mode="json")])
+                         .encode()).hexdigest()[:16]
+    path = cache_dir / f"pixels-{key}.npy" if cache_dir else None
+    if path and path.is_file():
+        return np.load(path)
+    # Mean 0 / std 1 keeps image_to_array's resize/pad but leaves the values in [0, 1].
+    raw = spec.model_copy(update={"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)})
+    out = np.empty((len(products), spec.height, spec.width, 3), dtype=np.uint8)
+    for i, p in enumerate(products):
+        arr = image_to_array(decode_image(p.image.read_bytes()), raw)
+        out[i] = np.clip(np.rint(arr.transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path.with_suffix(".tmp.npy"), out)
+        path.with_suffix(".tmp.npy").replace(path)
+    return out
