@@ -67,16 +67,18 @@ def run_section(ctx: Context, results: dict[str, Any]) -> dict[str, Any]:
                      and r["batch"] == 1 and r["threads"] == threads), None)
 
     towers = {"text": ("text",), "image": ("image",), "hybrid": ("text", "image")}
-    queries = []
+    queries, adjusted = [], True
     for name, used in towers.items():
         row = e2e[name]
         one, many = ([starter(t, 1) for t in used], [starter(t, results["e2e"]["threads"]) for t in used])
-        adjust = sum(a - b for a, b in zip(one, many, strict=True)) if None not in one + many else 0.0
+        adjusted = adjusted and None not in one + many  # quick runs measure 1 thread only
+        adjust = sum(a - b for a, b in zip(one, many, strict=True)) if adjusted else 0.0
         queries.append({"query": name, "p50": row["p50"], "p95": row["p95"], "one_thread_adjust": adjust,
                         "at_p50": lambda_per_1000(row["p50"] + adjust, memory),
                         "at_p95": lambda_per_1000(row["p95"] + adjust, memory)})
     per, products = measured_bytes(results["build"]["store"])
-    return {"memory_mb": memory, "versions_kept": kept, "queries": queries, "bytes_per_product": per,
+    return {"memory_mb": memory, "versions_kept": kept, "queries": queries, "adjusted": adjusted,
+            "bytes_per_product": per,
             "products": products, "storage": storage_per_products(per, kept), "threads": results["e2e"]["threads"]}
 
 
@@ -107,8 +109,10 @@ def render(result: dict[str, Any], ctx: Context) -> str:
         f"bill — a conservative stand-in for the billed duration), plus a 1-vCPU adjustment: the server ran "
         f"onnxruntime on {result['threads']} threads, a {result['memory_mb']:,} MB function has ~"
         f"{result['memory_mb'] / 1769:.2f} vCPU, so the starter's encoder p50 at 1 thread minus at "
-        f"{result['threads']} threads (section 1, batch 1) is added per tower used. Billed duration rounds up "
-        "to 1 ms. API Gateway, CloudFront and logs are extra (see the README's Costs).",
+        f"{result['threads']} threads (section 1, batch 1) is added per tower used"
+        + ("" if result.get("adjusted", True) else " (not in this run: section 1 measured one thread only)")
+        + ". Billed duration rounds up to 1 ms. API Gateway, CloudFront and logs are extra (see the README's "
+        "Costs).",
         table(["query", "measured p50 ms", "1-vCPU adj. ms", "billed ms", "GB-s per 1,000 (at p50)",
                "compute $", "requests $", "Lambda $ per 1,000", "at p95 instead"], rows, right=(1, 2, 3, 5, 6, 7)),
         f"**S3 storage per {PER_PRODUCTS:,} products**, from the bytes the build section wrote for "

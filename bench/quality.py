@@ -67,7 +67,8 @@ def run_section(ctx: Context, results: dict[str, Any]) -> dict[str, Any]:
     rows = [json.loads(line)["product_id"] for line in
             versions.read_file(store, manifest, "products.jsonl").decode().splitlines() if line]
     row_of = {pid: row for row, pid in enumerate(rows)}
-    products = load_products(ctx.feed)[: results["build"]["products"]]  # the build indexed these
+    # The build indexed (at most) the feed's first N products.
+    products = [p for p in load_products(ctx.feed)[: results["build"]["products"]] if p.id in row_of]
     order = np.array([row_of[p.id] for p in products])
     to_feed = np.empty(len(order), dtype=np.int64)
     to_feed[order] = np.arange(len(order))

@@ -17,6 +17,19 @@ SECTIONS = (
     ("quality", "6. Quality"),
     ("cost", "7. Cost"),
 )
+NOT_MEASURED = """\
+- **AWS itself.** There is no AWS account on this machine: Lambda figures are extrapolations from local
+  measurements with the assumptions stated in sections 4 and 7; the container image's own start
+  (Lambda pulling and lazily loading the image) is not in any figure.
+- **Real CLIP weights.** The hub is not reachable, so ViT-B/32 runs with random weights: its latency
+  and file sizes are the real architecture's, its retrieval quality is meaningless (section 6 uses the
+  starter model only).
+- **The starter's fp32 text tower.** It is not shipped (only int8 is), so its latency is not measured
+  and its quality comes from the training run's record.
+- **Fetch/decode vs encode inside a build.** The builder overlaps them chunk by chunk; the build
+  section reports the stage they share.
+- **S3 throughput.** moto on 127.0.0.1 is not S3 and is slow for big objects (it re-reads the object
+  for every ranged GET); real S3 rates are assumed, not measured."""
 SHARED_CORES = 0.3  # other processes' average CPU use (cores) above which figures are called noisy
 
 
@@ -107,4 +120,5 @@ def render(results: dict[str, Any], ctx: Context) -> str:
         body = importlib.import_module(f"bench.{name}").render(results[name], ctx) if name in results else \
             "_Not measured yet._"
         parts += [f"## {heading}", body]
+    parts += ["## Not measured here", NOT_MEASURED]
     return "\n\n".join(parts) + "\n"

@@ -129,8 +129,8 @@ def pick_ef(sizes: list[dict[str, Any]], target: float = TARGET_RECALL) -> dict[
     for s in sizes:
         ok = [r["ef_search"] for r in s["hnsw"] if r["recall"] >= target]
         per_size.append({"size": s["size"], "ef": min(ok) if ok else None})
-    everywhere = [ef for ef in sizes[0]["hnsw"] if all(at_ef(s, ef["ef_search"])["recall"] >= target for s in sizes)]
-    chosen = min((r["ef_search"] for r in everywhere), default=None)
+    efs = [r["ef_search"] for r in sizes[0]["hnsw"]]
+    chosen = min((ef for ef in efs if all(at_ef(s, ef)["recall"] >= target for s in sizes)), default=None)
     return {"target": target, "per_size": per_size, "chosen": chosen}
 
 
