@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
                            "quick": args.quick, "commit": _commit(), "machine": machine(),
                            "load_start": os.getloadavg()[0], "model": str(ctx.model)}
         ctx.work.mkdir(parents=True, exist_ok=True)
+        if results["meta"]["load_start"] > 0.5:
+            log(f"load average {results['meta']['load_start']:.2f}: other work is running, figures will be noisy "
+                "(the report says how much CPU other processes took in each section)")
         for name in args.only or RUN_ORDER:
             log(f"=== {name} ===")
             meter = CpuMeter()

@@ -209,7 +209,7 @@ def render(result: dict[str, Any], ctx: Context) -> str:
         rows = []
         for r in (r for r in result["rows"] if r["tower"] == tower):
             vs = "baseline" if r["runtime"] == "PyTorch" else speed(r["baseline_p50"], r["p50"])
-            size = "–" if r["file_mb"] != r["file_mb"] else f"{r['file_mb']:.0f}"
+            size = "–" if r["file_mb"] != r["file_mb"] else f"{r['file_mb']:.{0 if r['file_mb'] >= 10 else 1}f}"
             rows.append([r["model"], r["runtime"], r["weights"], size, r["batch"], r["threads"], ms(r["p50"]),
                          ms(r["p95"]), ms(r["p50"] / r["batch"]), vs])
         parts += [f"**{tower.capitalize()} encoder** (n = {runs} timed runs per row after 2 warm-up runs)",
