@@ -31,32 +31,69 @@ BASELINE = "PyTorch CLIP ViT-B/32, fp32, text padded to 77"
 BATCHES = (1, 16)
 # Dynamic int8 for the starter's CNN must include Conv (its MatMul/Gemm are only the projection).
 CNN_INT8_OPS = ("Conv", "MatMul", "Gemm")
+INT8_METHODS = ("dynamic", "static")
 
 
-def starter_image_int8(starter: Path, out: Path) -> Path:
-    """The starter bundle with its image tower quantized to dynamic int8 (its text tower already
-    ships as int8), sealed as its own bundle. Made once per work folder."""
+def _calibration(bundle: Path, feed: Path, count: int = 256, batch: int = 16) -> Any:
+    """onnxruntime's calibration reader over `count` preprocessed training-split catalog photos."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    from model_export.starter.data import load_products, split_indices
+
+    products = load_products(feed)
+    embedder = Embedder(bundle)
+    pixels = [embedder.preprocess(decode_image(products[i].image.read_bytes()))
+              for i in split_indices(products)[0][:count]]
+
+    class Photos(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"pixel_values": np.stack(pixels[i : i + batch])}
+                                 for i in range(0, len(pixels), batch)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    return Photos()
+
+
+def starter_image_int8(starter: Path, work: Path, method: str, feed: Path) -> Path:
+    """The starter bundle with its image tower quantized to int8 (its text tower ships as int8
+    already), sealed as its own bundle; made once per starter bundle (keyed by its hash).
+
+    dynamic: `model_export.clip_export.quantize_int8` with Conv included (int8 weights, activations
+    quantized at run time: ConvInteger kernels). static: onnxruntime's `quantize_static` (QDQ,
+    per-channel int8 weights, uint8 activations with ranges calibrated on 256 training-split
+    catalog photos), which onnxruntime runs as fused QLinearConv kernels.
+    """
     from model_export.clip_export import quantize_int8
 
+    spec = read_bundle(starter)
+    out = work / f"starter-image-int8-{method}-{spec.hash[:12]}"
     if (out / "bundle.json").is_file():
         return out
     out.mkdir(parents=True, exist_ok=True)
     for name in ("text.onnx", "tokenizer.json"):
         shutil.copy2(starter / name, out / name)
-    quantize_int8(starter / "image.onnx", out / "image.onnx", CNN_INT8_OPS)
-    spec = read_bundle(starter)
-    write_bundle_json(out, spec.model_copy(update={"name": f"{spec.name}-image-int8",
-                                                   "info": {**spec.info, "image_quantization": "dynamic int8 "
-                                                            "(Conv, MatMul, Gemm), made by the benchmark"}}))
+    if method == "dynamic":
+        quantize_int8(starter / "image.onnx", out / "image.onnx", CNN_INT8_OPS)
+    else:
+        from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+        quantize_static(str(starter / "image.onnx"), str(out / "image.onnx"), _calibration(starter, feed),
+                        quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, per_channel=True)
+    write_bundle_json(out, spec.model_copy(update={
+        "name": f"{spec.name}-image-int8-{method}",
+        "info": {**spec.info, "image_quantization": f"{method} int8, made by the benchmark"}}))
     return out
 
 
 def weights_of(model: Path) -> str:
-    """"int8" when the ONNX graph runs integer kernels (dynamic quantization), else "fp32"."""
+    """"int8" when the ONNX graph runs integer kernels (dynamic or static quantization), else "fp32"."""
     import onnx
 
     ops = {node.op_type for node in onnx.load(str(model), load_external_data=False).graph.node}
-    return "int8" if ops & {"MatMulInteger", "ConvInteger", "DynamicQuantizeLinear"} else "fp32"
+    return "int8" if ops & {"MatMulInteger", "ConvInteger", "DynamicQuantizeLinear", "QuantizeLinear"} else "fp32"
 
 
 def _cycle(items: list[Any], batch: int) -> Callable[[int], list[Any]]:
@@ -141,9 +178,10 @@ def run_section(ctx: Context, results: dict[str, Any]) -> dict[str, Any]:
     starter = read_bundle(ctx.model)
     shipped = {tower: weights_of(ctx.model / f"{tower}.onnx") for tower in ("text", "image")}
     rows += measure_embedder(ctx.model, f"{starter.name} (shipped)", shipped, texts, images, threads, runs)
-    int8 = starter_image_int8(ctx.model, ctx.work / "starter-image-int8")
-    rows += measure_embedder(int8, f"{starter.name}, image int8 (made here)", {"image": "int8"},
-                             texts, images, threads, runs)
+    for method in INT8_METHODS:
+        int8 = starter_image_int8(ctx.model, ctx.work, method, ctx.feed)
+        rows += measure_embedder(int8, f"{starter.name}, image {method} int8 (made here)", {"image": "int8"},
+                                 texts, images, threads, runs)
     baseline = {(r["tower"], r["batch"], r["threads"]): r["p50"] for r in rows if r["runtime"] == "PyTorch"}
     for r in rows:
         r["baseline_p50"] = baseline[(r["tower"], r["batch"], r["threads"])]
@@ -218,6 +256,9 @@ def render(result: dict[str, Any], ctx: Context) -> str:
     shipped = result["shipped_weights"]
     parts.append(f"The starter bundle ships its text tower as {shipped['text']} and its image tower as "
                  f"{shipped['image']} (read from the ONNX graphs); only the shipped text tower is measured (the "
-                 "bundle holds no other), and the image tower's int8 variant is quantized here with "
-                 f"`model_export.clip_export.quantize_int8` ({', '.join(CNN_INT8_OPS)}).")
+                 "bundle holds no other). The image tower's int8 variants are made here: *dynamic* = "
+                 f"`model_export.clip_export.quantize_int8` over {', '.join(CNN_INT8_OPS)} (onnxruntime runs "
+                 "ConvInteger, quantizing activations at run time); *static* = onnxruntime's `quantize_static` "
+                 "(QDQ, per-channel int8 weights, activation ranges calibrated on 256 training-split catalog "
+                 "photos; run as fused QLinearConv).")
     return "\n\n".join(parts)
