@@ -27,6 +27,8 @@ DEFAULT_SOURCE = "openai/clip-vit-base-patch32"
 OPSET = 18
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# Gather too: the token embedding table is 40% of the text tower (255 -> 65 MB instead of 141 MB).
+CLIP_INT8_OPS = ("MatMul", "Gemm", "Gather")
 
 
 class ClipTextTower(nn.Module):
@@ -130,7 +132,7 @@ def export_clip(source: str, out: str | Path, *, quantize: str | None = None, na
                     {"pixel_values": {0: "batch"}})
         for tower in ("text.onnx", "image.onnx"):
             if quantize == "int8":
-                quantize_int8(tmp_dir / tower, out / tower)
+                quantize_int8(tmp_dir / tower, out / tower, CLIP_INT8_OPS)
             else:
                 shutil.move(tmp_dir / tower, out / tower)
     spec = BundleSpec(
@@ -139,7 +141,7 @@ def export_clip(source: str, out: str | Path, *, quantize: str | None = None, na
         image=spec_image,
         text=TextSpec(max_tokens=model.config.text_config.max_position_embeddings, pad_id=pad_id),
         info={"source": source, "kind": "CLIP (Hugging Face CLIPModel) exported to ONNX",
-              "quantization": "dynamic int8 weights (MatMul/Gemm)" if quantize else "none (fp32)",
+              "quantization": f"dynamic int8 ({', '.join(CLIP_INT8_OPS)})" if quantize else "none (fp32)",
               "opset": OPSET, "pooling": "text: hidden state at the last attended (EOS) token"},
     )
     return write_bundle_json(out, spec)

@@ -10,6 +10,7 @@ architecture only, so they are what a user exporting the real checkpoint gets.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -108,9 +109,26 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=40, help="timed runs at batch 1 (a quarter at batch 16)")
 
 
+def cpu_seconds() -> tuple[float, float] | None:
+    """(busy CPU seconds of the whole machine, CPU seconds of this process), or None off Linux."""
+    stat = Path("/proc/stat")
+    if not stat.is_file():
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, stat.read_text().split()[1:9])
+    own = os.times()
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK"), own.user + own.system
+
+
 def run(args: argparse.Namespace) -> int:
     bundles = ensure_bundles(Path(args.work))
-    print(markdown(measure(bundles, args.seq, args.runs), args.seq))
+    before, start = cpu_seconds(), time.monotonic()
+    rows = measure(bundles, args.seq, args.runs)
+    print(markdown(rows, args.seq))
+    after = cpu_seconds()
+    if before and after:  # other work shares this CPU: say how much of it they took meanwhile
+        others = (after[0] - before[0]) - (after[1] - before[1])
+        share = others / ((time.monotonic() - start) * (os.cpu_count() or 1))
+        print(f"Other processes used {share:.0%} of the {os.cpu_count()} cores while this was measured.")
     return 0
 
 
