@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: demo test lint bench bench-quick setup setup-dev synth chromium
+.PHONY: demo test lint bench bench-quick setup setup-dev synth chromium train-starter measure-latency
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -78,3 +78,11 @@ bench: $(VENV)/.bench
 
 bench-quick: $(VENV)/.bench
 	$(BIN)/python -m bench --quick $(ARGS)
+
+# The offline starter model (model_export/starter): < 45 min on 2 cores, seeded; writes models/fashion-starter.
+train-starter: setup-dev
+	$(BIN)/fashion-search train-starter --out models/fashion-starter
+
+# CLIP ViT-B/32 (random weights) encode latency and file sizes, fp32 vs int8: the README's table.
+measure-latency: setup-dev
+	$(BIN)/python -m model_export.measure_latency

@@ -67,6 +67,8 @@ def resolve_source(source: str) -> Path:
     """A local checkpoint folder as is; a hub id downloaded (config, weights, tokenizer, preprocessor)."""
     if Path(source).is_dir():
         return Path(source)
+    if source.startswith((".", "/", "~")) or Path(source).exists():
+        raise FileNotFoundError(f"{source} is not a checkpoint folder")
     from huggingface_hub import snapshot_download
 
     return Path(snapshot_download(source, allow_patterns=["*.json", "*.txt", "*.safetensors"]))

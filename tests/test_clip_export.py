@@ -181,3 +181,21 @@ def test_int8_bundle_ranks_like_fp32(fp32_bundle, int8_bundle):
     assert top1 >= 0.9 and spearman >= 0.98
     top1, spearman = _rank_agreement(i32 @ t32.T, i8 @ t8.T)  # each image ranks the 16 texts
     assert top1 >= 0.9 and spearman >= 0.98
+
+
+def test_export_clip_through_the_cli(checkpoint, tmp_path):
+    """`fashion-search export-clip` as a user runs it: the console script, with a local checkpoint."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = Path(sys.executable).parent / "fashion-search"
+    out = tmp_path / "bundle"
+    result = subprocess.run([str(cli), "export-clip", "--source", str(checkpoint), "--out", str(out),
+                             "--quantize", "int8"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    embedder = Embedder(out)
+    assert embedder.encode_texts(["red dress"]).shape == (1, embedder.dim)
+    missing = subprocess.run([str(cli), "export-clip", "--source", str(tmp_path / "nowhere"), "--out",
+                              str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr

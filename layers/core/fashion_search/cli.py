@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import importlib
 import json
 import math
 import os
@@ -122,6 +123,27 @@ def _query(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+# Offline model tooling: its options and code live in model_export and need the `export` extra
+# (torch, transformers), so they are imported only when one of these commands runs.
+MODEL_COMMANDS = {
+    "export-clip": ("model_export.clip_export", "convert a Hugging Face CLIP checkpoint into a model bundle"),
+    "train-starter": ("model_export.starter.train", "train the offline starter model and write its bundle"),
+}
+
+
+def _model_command(name: str, argv: Sequence[str]) -> int:
+    module_name, help_text = MODEL_COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        print(f"fashion-search {name}: needs the export extra ({exc.name} is missing): "
+              "pip install 'fashion-search[export]'", file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(prog=f"fashion-search {name}", description=help_text)
+    module.configure_parser(parser)
+    return _run(name, module.run, parser.parse_args(argv))
+
+
 def _alpha(value: str) -> float:
     number = float(value)
     if not 0.0 <= number <= 1.0:
@@ -176,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--queries", help='JSONL batch: {"id", "text"?, "image"?, "alpha"?, "top_k"?} per line')
     query.set_defaults(run=_query)
 
+    for name, (_, help_text) in MODEL_COMMANDS.items():
+        commands.add_parser(name, help=help_text, add_help=False)  # parsed by _model_command
+
     prune = commands.add_parser("prune", help="delete all but the last N index versions")
     prune.add_argument("--store", required=True)
     prune.add_argument("--keep", type=_positive, required=True)
@@ -184,15 +209,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in MODEL_COMMANDS:
+        return _model_command(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
-    run: Callable[[argparse.Namespace], int] = args.run
+    return _run(args.command, args.run, args)
+
+
+def _run(command: str, run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command; what the user can fix is one line on stderr (exit 2), never a traceback."""
     try:
         return run(args)
     except (FashionSearchError, FileNotFoundError, ValueError) as exc:
-        print(f"fashion-search {args.command}: {exc}", file=sys.stderr)
+        print(f"fashion-search {command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"fashion-search {args.command}: interrupted", file=sys.stderr)
+        print(f"fashion-search {command}: interrupted", file=sys.stderr)
         return 130
 
 

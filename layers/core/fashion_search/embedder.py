@@ -25,8 +25,8 @@ def image_to_array(img: Image.Image, spec: ImageSpec) -> np.ndarray:
     target_w, target_h = spec.width, spec.height
     w, h = img.size
     if spec.resize == "crop":
-        scale = max(target_w / w, target_h / h)
-        new_w, new_h = max(target_w, round(w * scale)), max(target_h, round(h * scale))
+        scale = max(target_w / w, target_h / h)  # the long side is floored, as CLIP's processor does
+        new_w, new_h = max(target_w, int(w * scale)), max(target_h, int(h * scale))
         img = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
         left, top = (new_w - target_w) // 2, (new_h - target_h) // 2
         img = img.crop((left, top, left + target_w, top + target_h))
