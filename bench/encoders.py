@@ -96,6 +96,18 @@ def weights_of(model: Path) -> str:
     return "int8" if ops & {"MatMulInteger", "ConvInteger", "DynamicQuantizeLinear", "QuantizeLinear"} else "fp32"
 
 
+def _export_code_hash() -> str:
+    """Exported bundles are reused until the code that makes them changes."""
+    import hashlib
+
+    from model_export import clip_export, clip_random
+
+    digest = hashlib.sha256()
+    for module in (clip_export, clip_random):
+        digest.update(Path(module.__file__ or "").read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def _cycle(items: list[Any], batch: int) -> Callable[[int], list[Any]]:
     """Call i gets the i-th window of `batch` items, so runs do not repeat one input."""
     return lambda i: [items[(i * batch + j) % len(items)] for j in range(batch)]
@@ -168,8 +180,8 @@ def run_section(ctx: Context, results: dict[str, Any]) -> dict[str, Any]:
     runs = {1: ctx.size(40, 8), 16: ctx.size(10, 3)}
     texts = shopper_queries(64, seed=7)
     images = [decode_image(base64.b64decode(p)) for p in product_photos(64, seed=7)]
-    work = CACHE / "clip-b32-random"
-    log(f"encoders: CLIP ViT-B/32 random-weight bundles in {work} (exported once, then reused)")
+    work = CACHE / f"clip-b32-random-{_export_code_hash()}"
+    log(f"encoders: CLIP ViT-B/32 random-weight bundles in {work} (exported once per export code, then reused)")
     clip = ensure_bundles(work)
     rows = measure_pytorch(work / "checkpoint", clip["fp32"], texts, images, threads, runs)
     for precision, bundle in clip.items():
