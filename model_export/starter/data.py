@@ -47,6 +47,78 @@ _TYPE_SINGULAR = {"Tshirts": "t-shirt", "Jeans": "jeans", "Shorts": "shorts", "T
                   "Shoe Accessories": "shoe accessory"}
 _COLOUR_WORD = {"Multi": "multicolour", "NA": ""}
 
+# Shopper vocabulary for training-caption augmentation (see synonym_captions): a general lexicon of
+# common names and shades for each of the catalog's 45 base colours, and everyday words for some
+# article types. Frozen MiniLM knows few colour names ("crimson dress" sits nearer brown and purple
+# dresses than red ones), so the trained head has to learn them from captions. No entry is itself a
+# catalog colour, and no colour entry contains the word of another catalog colour ("dark red" is not
+# Maroon's, "hot pink" is not Magenta's), so the augmentation never contradicts a catalog word.
+COLOUR_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "Black": ("jet black", "ebony", "onyx", "pitch black"),
+    "White": ("snow white", "pure white", "optic white", "bright white"),
+    "Blue": ("cobalt", "azure", "sapphire", "royal blue", "sky blue", "cerulean"),
+    "Brown": ("chestnut", "walnut", "cocoa", "hazel"),
+    "Grey": ("gray", "ash grey", "dove grey", "smoke grey"),
+    "Red": ("crimson", "scarlet", "ruby", "cherry", "vermilion", "cherry red"),
+    "Green": ("emerald", "forest green", "bottle green", "jade"),
+    "Navy Blue": ("navy", "midnight blue", "dark blue", "ink blue"),
+    "Purple": ("violet", "plum", "grape", "amethyst", "aubergine"),
+    "Pink": ("blush", "baby pink", "rose pink", "bubblegum pink"),
+    "Beige": ("sand", "fawn", "stone"),
+    "Yellow": ("lemon", "canary yellow", "sunflower"),
+    "Maroon": ("wine", "claret"),
+    "Silver": ("silvery", "platinum"),
+    "Orange": ("tangerine", "amber", "pumpkin"),
+    "Olive": ("moss", "army", "olive drab"),
+    "Gold": ("golden", "gilt"),
+    "Cream": ("ivory", "vanilla", "eggshell"),
+    "Steel": ("stainless steel", "chrome"),
+    "Charcoal": ("graphite", "slate", "anthracite"),
+    "Off White": ("ecru", "natural white"),
+    "Multi": ("multicoloured", "multicolored", "colourful", "rainbow"),
+    "Tan": ("camel", "caramel", "cognac"),
+    "Khaki": (),
+    "Lavender": ("lilac", "wisteria"),
+    "Magenta": ("fuchsia", "cerise"),
+    "Peach": ("apricot", "coral", "salmon"),
+    "Copper": ("coppery",),
+    "Teal": ("peacock", "petrol", "dark cyan"),
+    "Grey Melange": ("heather grey", "marl grey", "heather gray"),
+    "Mustard": ("ochre", "turmeric"),
+    "Turquoise Blue": ("turquoise", "aqua", "cyan"),
+    "Rust": ("terracotta", "brick", "sienna"),
+    "Metallic": ("shimmery",),
+    "Bronze": ("brass",),
+    "Skin": (),
+    "Coffee Brown": ("espresso", "mocha", "dark brown", "chocolate brown"),
+    "Burgundy": ("bordeaux", "oxblood"),
+    "NA": (),
+    "Nude": ("flesh",),
+    "Sea Green": ("mint", "mint green", "seafoam"),
+    "Taupe": ("greige", "mushroom"),
+    "Mauve": ("dusty rose", "old rose"),
+    "Fluorescent Green": ("neon green",),
+    "Lime Green": ("lime", "chartreuse"),
+}
+# Everyday words for article types, as (singular, plural); none is a catalog article type.
+TYPE_SYNONYMS: dict[str, tuple[tuple[str, str], ...]] = {
+    "Dresses": (("gown", "gowns"), ("frock", "frocks")),
+    "Watches": (("timepiece", "timepieces"), ("wristwatch", "wristwatches")),
+    "Sunglasses": (("shades", "shades"),),
+    "Casual Shoes": (("sneakers", "sneakers"), ("trainers", "trainers")),
+    "Sports Shoes": (("trainers", "trainers"), ("running shoes", "running shoes"), ("sneakers", "sneakers")),
+    "Formal Shoes": (("dress shoes", "dress shoes"), ("oxfords", "oxfords")),
+    "Heels": (("pumps", "pumps"), ("stilettos", "stilettos")),
+    "Handbags": (("purse", "purses"), ("tote", "totes")),
+    "Tshirts": (("tee", "tees"),),
+    "Tops": (("blouse", "blouses"),),
+    "Trousers": (("pants", "pants"), ("slacks", "slacks")),
+    "Jeans": (("denims", "denims"),),
+    "Track Pants": (("joggers", "joggers"),),
+    "Sweaters": (("jumper", "jumpers"), ("pullover", "pullovers")),
+    "Wallets": (("billfold", "billfolds"),),
+}
+
 
 @dataclass(frozen=True)
 class Product:
@@ -123,22 +195,45 @@ def catalog_caption(p: Product) -> str:
     return _join(p.gender, "" if p.colour == "NA" else p.colour, p.article_type)
 
 
+def _shopper_captions(p: Product, colour: str, singular: str) -> list[str]:
+    gender = _GENDER_WORD.get(p.gender, p.gender.lower())
+    for_gender = "" if p.gender == "Unisex" else f"for {gender}"
+    return [
+        _join(colour, singular, for_gender),  # "navy blue shirt for men"
+        _join(_GENDER_POSSESSIVE.get(p.gender, gender), colour, singular),  # "men's navy blue shirt"
+        _join(colour, singular),  # "navy blue shirt"
+    ]
+
+
 def attribute_captions(p: Product) -> list[str]:
     """Ways a shopper describes the product's attributes, used as training captions.
 
     The evaluation's query phrasing (attribute_query: "navy blue shirts for men") is deliberately
     not among them, so the attribute metric measures phrasing the model was not trained on.
     """
-    colour, singular = colour_word(p.colour), type_singular(p.article_type)
-    gender = _GENDER_WORD.get(p.gender, p.gender.lower())
-    for_gender = "" if p.gender == "Unisex" else f"for {gender}"
-    captions = [
-        catalog_caption(p),
-        _join(colour, singular, for_gender),  # "navy blue shirt for men"
-        _join(_GENDER_POSSESSIVE.get(p.gender, gender), colour, singular),  # "men's navy blue shirt"
-        _join(colour, singular),  # "navy blue shirt"
-    ]
+    captions = [catalog_caption(p), *_shopper_captions(p, colour_word(p.colour), type_singular(p.article_type))]
     return list(dict.fromkeys(captions))
+
+
+def synonym_captions(p: Product) -> list[tuple[str, str]]:
+    """The shopper captions of attribute_captions with lexicon words (COLOUR_SYNONYMS, TYPE_SYNONYMS)
+    in place of the catalog's colour and/or type word, each paired with the catalog-word caption it
+    stands for: [("crimson dress for women", "red dress for women"), ("red gown for women", ...), ...].
+
+    Training swaps some attribute captions for one of these (TrainConfig.synonym_share) and treats a
+    synonym caption as the same positive as its catalog-word caption.
+    """
+    colour, singular = colour_word(p.colour), type_singular(p.article_type)
+    colours = [colour, *COLOUR_SYNONYMS.get(p.colour, ())] if colour else [colour]
+    types = [singular, *(s for s, _ in TYPE_SYNONYMS.get(p.article_type, ()))]
+    canonical = _shopper_captions(p, colour, singular)
+    out = {}
+    for c in colours:
+        for t in types:
+            if (c, t) != (colour, singular):
+                for caption, base in zip(_shopper_captions(p, c, t), canonical, strict=True):
+                    out.setdefault(caption, base)
+    return list(out.items())
 
 
 def attribute_query(attributes: tuple[str, str, str]) -> str:
