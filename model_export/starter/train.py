@@ -39,6 +39,7 @@ from model_export.starter.data import (
     load_pixels,
     load_products,
     split_indices,
+    synonym_captions,
 )
 from model_export.starter.models import ImageTower, TextHead, encode_sentences
 
@@ -63,6 +64,7 @@ class TrainConfig:
     hard_from: float = 0.5  # hard batches start after this share of the epochs
     group_size: int = 32
     attribute_weight: float = 1.0  # loss weight of the attribute captions next to the titles
+    synonym_share: float = 0.3  # chance an attribute caption uses lexicon words (data.synonym_captions)
     label_smoothing: float = 0.1
     init_temperature: float = 0.07
     max_shift: int = 4  # random translation in pixels (white fill); plus horizontal flips
@@ -94,6 +96,7 @@ class Corpus:
     features: np.ndarray  # [len(texts), 384]
     title_ids: np.ndarray  # [N] row of each product's title in texts
     attribute_ids: list[list[int]]  # per product, rows of its attribute captions
+    synonym_ids: list[list[tuple[int, int]]]  # per product, (row of a synonym caption, row of its catalog-word caption)
     queries: AttributeQueries  # evaluation attribute queries of the validation split
 
     def text_rows(self, texts: list[str]) -> np.ndarray:
@@ -108,15 +111,24 @@ def load_corpus(config: TrainConfig, feed: Path, cache_dir: Path | None, limit: 
     pixels = load_pixels(products, config.image, cache_dir)
     queries = AttributeQueries.from_products([products[i] for i in val])
     per_product = [attribute_captions(p) for p in products]
+    # Synonym captions depend only on (gender, colour, type): built once per triple.
+    by_triple: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+    for p in products:
+        if p.attributes not in by_triple:
+            by_triple[p.attributes] = synonym_captions(p)
+    synonyms = [by_triple[p.attributes] for p in products]
+    # Every caption that training can draw is in `texts`, so its MiniLM vector is encoded (and the
+    # cache key, a hash of all texts, changes with the caption set).
     texts = sorted({p.title for p in products} | {c for cs in per_product for c in cs}
-                   | set(queries.texts) | set(FREE_TEXT_QUERIES))
+                   | {c for pairs in synonyms for c, _ in pairs} | set(queries.texts) | set(FREE_TEXT_QUERIES))
     index = {t: i for i, t in enumerate(texts)}
     print(f"corpus: {len(train)} training / {len(val)} validation products, {len(texts)} distinct texts",
           flush=True)
     features = encode_sentences(texts, max_tokens=config.max_tokens, cache_dir=cache_dir)
     return Corpus(products, pixels, train, val, texts, features,
                   np.array([index[p.title] for p in products]),
-                  [[index[c] for c in cs] for cs in per_product], queries)
+                  [[index[c] for c in cs] for cs in per_product],
+                  [[(index[c], index[base]) for c, base in pairs] for pairs in synonyms], queries)
 
 
 class StarterModel(nn.Module):
@@ -166,6 +178,24 @@ def batches(corpus: Corpus, config: TrainConfig, rng: np.random.Generator, hard:
         if len(batch) < size:
             return out
         out.append(np.array(batch[:size]))
+
+
+def attribute_batch(corpus: Corpus, rows: np.ndarray, rng: np.random.Generator,
+                    synonym_share: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One attribute caption per product: (text rows, positive keys). With chance `synonym_share` a
+    caption with lexicon words ("crimson dress for women"), whose key is its catalog-word caption's
+    row, so it is a positive of every photo drawn with "red dress for women"; otherwise one of the
+    product's own captions (key = its row). With synonym_share 0 the draws are those of earlier runs."""
+    ids, keys = [], []
+    for r in rows:
+        synonyms = corpus.synonym_ids[r]
+        if synonym_share and synonyms and rng.random() < synonym_share:
+            row, key = synonyms[rng.integers(len(synonyms))]
+        else:
+            row = key = corpus.attribute_ids[r][rng.integers(len(corpus.attribute_ids[r]))]
+        ids.append(row)
+        keys.append(key)
+    return torch.tensor(ids), torch.tensor(keys)
 
 
 class Pixels:
@@ -258,8 +288,7 @@ def train(config: TrainConfig, corpus: Corpus, max_steps: int | None = None,
         for rows in epoch_batches:
             images = to_tensor(corpus.pixels[rows], rng, config.max_shift)
             title_ids = torch.from_numpy(corpus.title_ids[rows])
-            attr_ids = torch.tensor([corpus.attribute_ids[r][rng.integers(len(corpus.attribute_ids[r]))]
-                                     for r in rows])
+            attr_ids, attr_keys = attribute_batch(corpus, rows, rng, config.synonym_share)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
                 image_vectors = model.image(images)
             image_vectors = F.normalize(image_vectors.float(), dim=-1)
@@ -268,7 +297,7 @@ def train(config: TrainConfig, corpus: Corpus, max_steps: int | None = None,
                                     config.label_smoothing)
             if config.attribute_weight:
                 loss = loss + config.attribute_weight * contrastive_loss(
-                    image_vectors, texts[len(rows) :], attr_ids, model.logit_scale, config.label_smoothing)
+                    image_vectors, texts[len(rows) :], attr_keys, model.logit_scale, config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
