@@ -242,7 +242,7 @@ def test_api_error_is_shown_as_its_message(page: Page, server: Server, screensho
     message = response.value.json()["error"]["message"]
     alert = page.get_by_role("alert")
     expect(alert).to_have_text(message[0].upper() + message[1:])
-    assert "500 characters" in message and "{" not in alert.text_content()
+    assert "at most 500" in message and "{" not in alert.text_content()
     expect(page.locator("#grid > li")).to_have_count(0)
     screenshot(page, "api-error")
 
