@@ -89,11 +89,13 @@ def starter_image_int8(starter: Path, work: Path, method: str, feed: Path) -> Pa
 
 
 def weights_of(model: Path) -> str:
-    """"int8" when the ONNX graph runs integer kernels (dynamic or static quantization), else "fp32"."""
+    """"int8" when the ONNX graph runs integer kernels (dynamic or static quantization, or the 8-bit
+    weight-only MatMulNBits of the starter's text tower), else "fp32"."""
     import onnx
 
     ops = {node.op_type for node in onnx.load(str(model), load_external_data=False).graph.node}
-    return "int8" if ops & {"MatMulInteger", "ConvInteger", "DynamicQuantizeLinear", "QuantizeLinear"} else "fp32"
+    integer_ops = {"MatMulInteger", "ConvInteger", "DynamicQuantizeLinear", "QuantizeLinear", "MatMulNBits"}
+    return "int8" if ops & integer_ops else "fp32"
 
 
 def _export_code_hash() -> str:
