@@ -21,7 +21,7 @@ import torch
 from fashion_search.bundle import BundleSpec, TextSpec, write_bundle_json
 from model_export.clip_export import export_onnx
 from model_export.evaluate import encode_gallery, evaluate_vectors, format_report
-from model_export.starter.data import VALIDATION_RULE, load_products
+from model_export.starter.data import COLOUR_SYNONYMS, TYPE_SYNONYMS, VALIDATION_RULE, load_products
 from model_export.starter.models import MINILM_LICENSE, MINILM_SOURCE, MiniLMEncoder, TextTower, load_tokenizer
 
 if TYPE_CHECKING:
@@ -140,6 +140,24 @@ def model_card(spec: BundleSpec, report: dict, report_fp32: dict, shared_titles:
                          for q, top in report["free_text"].items())
     quality, fp32 = _summary(report), _summary(report_fp32)
     rows = "\n".join(f"| {k} | {quality[k]:.3f} | {fp32[k]:.3f} | {quality[k] - fp32[k]:+.3f} |" for k in quality)
+    synonym_share = config.get("synonym_share", 0.0)
+    colour_words = sum(len(v) for v in COLOUR_SYNONYMS.values())
+    type_words = len({s for v in TYPE_SYNONYMS.values() for s, _ in v})
+    lexicon = (f"""
+Caption lexicon (data augmentation): with chance {synonym_share:.0%} an attribute caption (one of the
+three shopper phrasings) swaps the catalog's colour and/or type word for a shopper word from a
+general lexicon (`COLOUR_SYNONYMS`, `TYPE_SYNONYMS` in `model_export/starter/data.py`): {colour_words} common
+names and shades for the catalog's {len(COLOUR_SYNONYMS)} base colours (crimson, scarlet, ruby, cherry, vermilion → red;
+navy, midnight blue → navy blue; gray, ash grey → grey; ivory → cream; fuchsia → magenta; ...) and
+{type_words} everyday words for {len(TYPE_SYNONYMS)} article types (gown, frock → dresses; timepiece, wristwatch →
+watches; sneakers, trainers → casual and sports shoes; shades → sunglasses; ...). A synonym caption
+("crimson dress for women") is a positive of every photo drawn with its catalog-word caption ("red
+dress for women"). No lexicon word is a catalog colour or type, and no colour entry holds another
+catalog colour's word. Its captions include two free-text examples below ("crimson gown", "scarlet
+dress" are lexicon phrasings), which therefore show the lexicon was learnt, not that unseen words
+generalise: colour words outside the lexicon get only MiniLM's knowledge.
+""" if synonym_share else "")
+    cached = ": this run found both there" if wall["prepare"] < 0.1 else " for later runs"
     return f"""# fashion-starter — model card
 
 An offline text/photo model for fashion search that ships with the product, so a user without
@@ -165,7 +183,7 @@ Validation split: {VALIDATION_RULE} ({report['validation_products']:,} products,
 Captions: every step pairs each photo with its title and with one attribute caption drawn from
 "Men Navy Blue Shirts", "navy blue shirt for men", "men's navy blue shirt", "navy blue shirt".
 The evaluation's query phrasing ("navy blue shirts for men") is not among them.
-
+{lexicon}
 ## Training
 
 `make train-starter` (= `python -m model_export.starter.train --out models/fashion-starter`):
@@ -178,9 +196,9 @@ whose negatives differ only in colour, brand or style. Augmentation: horizontal 
 up to {config['max_shift']} px on white — nothing that changes colours. bfloat16 autocast for the CNN;
 seed {config['seed']}; {config['threads']} CPU threads.
 
-Wall time of this run on 2 CPU cores (AMD EPYC, AVX-512) shared with other work: **{wall['total']:.1f} min**
+Wall time of this run on 2 CPU cores (AMD EPYC, AVX-512): **{wall['total']:.1f} min**
 in all — {wall['prepare']:.1f} min preparing (decoding the photos and encoding every caption with MiniLM,
-cached in `~/.cache/fashion-search/starter` for later runs), {wall['train']:.1f} min training,
+cached in `~/.cache/fashion-search/starter`{cached}), {wall['train']:.1f} min training,
 {wall['export_and_evaluate']:.1f} min exporting and measuring.
 
 ## Quality
@@ -226,10 +244,11 @@ Free-text queries over the full gallery (top 5, as title (gender / colour / type
   and on photos it never trained on the model confuses neighbouring colours of patterned clothes
   (navy vs blue vs purple shirts) more than on the catalog it trained on.
 - Text understanding is MiniLM's, frozen: words the catalog never uses find their kind ("gown" →
-  dresses, "shades" → sunglasses, "wristwatch" → watches, "footwear" → shoes), but MiniLM has little
-  colour knowledge: in its own space "crimson dress" is nearer brown, purple and burgundy dresses
-  than red ones, so "crimson gown" (and "scarlet dress") return purple and pink dresses. The head
-  cannot add knowledge the frozen encoder lacks.
+  dresses, "shades" → sunglasses, "footwear" → shoes), but MiniLM has little colour knowledge: in
+  its own space "crimson dress" is nearer brown, purple and burgundy dresses than red ones. The
+  caption lexicon teaches the head the shopper colour words it lists; a colour word outside it
+  gets only MiniLM's knowledge ("oxblood dress" returns white, pink and magenta dresses), a
+  compound with a base colour works ("tomato red dress", "bottle green dress").
 - Trained weights are kept as `starter-model.pt` in the cache folder; `--export-only` re-exports
   them (e.g. after changing the export) without retraining.
 """
