@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         results_file.is_file() else {}
     if not args.render:
         started = time.monotonic()
-        results["meta"] = {"command": " ".join(["python -m bench", shlex.join(sys.argv[1:] if argv is None else argv)]),
+        command = " ".join(["python -m bench", shlex.join(sys.argv[1:] if argv is None else argv)]).strip()
+        results["meta"] = {"command": command,
                            "quick": args.quick, "commit": _commit(), "machine": machine(),
                            "load_start": os.getloadavg()[0], "model": str(ctx.model)}
         ctx.work.mkdir(parents=True, exist_ok=True)

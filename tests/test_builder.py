@@ -60,7 +60,7 @@ def test_dummyjson_build_into_s3_survives_faults(dummyjson: Replica, s3_uri: str
     assert manifest.counts == {"catalog": 100, "indexed": 96, "skipped": 4, "reused": 0, "encoded": 96}
     assert manifest.model["name"] == "tiny-random" and manifest.model["dim"] == 32
     assert manifest.index == {"type": "IndexHNSWFlat", "metric": "inner_product", "m": 32,
-                              "ef_construction": 200, "ef_search": 64}
+                              "ef_construction": 200, "ef_search": 256}
     assert manifest.catalog == {"source": dummyjson.products_url, "kind": "dummyjson"}
 
     skipped = {r["product_id"]: r for r in rows(store, manifest, "skipped.jsonl")}
