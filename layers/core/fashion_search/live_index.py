@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faiss
+import numpy as np
 
 from . import vector_index, versions
 from .errors import FashionSearchError
@@ -17,12 +18,33 @@ class ModelMismatch(FashionSearchError):
     """The index was built with another model bundle: its vectors are not comparable with ours."""
 
 
+class ProductTable:
+    """products.jsonl kept as its bytes and line offsets; a row is parsed only when asked for.
+
+    A query reads top_k rows, while parsed dicts cost CPython ~2 KB a product: at 1M products that
+    is gigabytes of a search function's memory, against the file's own size here.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
+        starts = np.concatenate(([0], newlines + 1))
+        stops = np.concatenate((newlines, [len(data)]))
+        keep = stops > starts  # blank lines, e.g. after the last newline, hold no product
+        self._data, self._starts, self._stops = data, starts[keep], stops[keep]
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def __getitem__(self, row: int) -> dict[str, Any]:
+        return json.loads(self._data[self._starts[row] : self._stops[row]])
+
+
 @dataclass(frozen=True)
 class LiveIndex:
     pointer: versions.Pointer
     manifest: versions.Manifest
     index: faiss.Index
-    products: list[dict[str, Any]]  # row -> metadata, as products.jsonl holds it
+    products: ProductTable  # row -> metadata, as products.jsonl holds it
     rows: dict[str, int]  # product id -> row
 
     @property
@@ -40,9 +62,9 @@ class LiveIndex:
                 f"({str(built_with.get('hash'))[:12]}), but this service runs {model_name!r} ({model_hash[:12]}): "
                 "rebuild the index with this model, or deploy the model the index was built with"
             )
-        products = [json.loads(line) for line in
-                    versions.read_file(store, manifest, "products.jsonl").decode().splitlines() if line]
+        products = ProductTable(versions.read_file(store, manifest, "products.jsonl"))
         index = vector_index.deserialize(versions.read_file(store, manifest, "index.faiss"))
         if index.ntotal != len(products) or index.ntotal != manifest.counts.get("indexed"):
             raise versions.VersionError(f"version {manifest.version}: index and metadata disagree on the count")
-        return cls(pointer, manifest, index, products, {p["product_id"]: row for row, p in enumerate(products)})
+        return cls(pointer, manifest, index, products,
+                   {products[row]["product_id"]: row for row in range(len(products))})
