@@ -13,7 +13,7 @@ class HnswParams:
     """Graph degree and beam widths. efSearch is a query-time knob, stored as the default.
 
     efSearch 256 is the lowest that keeps recall@10 >= 0.98 against exact search from 20k up to 1M
-    vectors (BENCHMARKS.md, section 2); it costs 0.17 ms a query at 20k and 0.34 ms at 1M on one core.
+    vectors (BENCHMARKS.md, section 2); it costs ~0.2 ms a query at 20k and ~0.35 ms at 1M on one core.
     """
 
     m: int = 32
