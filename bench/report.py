@@ -26,6 +26,9 @@ NOT_MEASURED = """\
   starter model only).
 - **The starter's fp32 text tower.** It is not shipped (only int8 is), so its latency is not measured
   and its quality comes from the training run's record.
+- **The previous starter's quality.** Section 1 times the previous starter in this run; section 6
+  measures the shipped bundle only (`python -m model_export.evaluate --bundle A --compare B` measures
+  two bundles side by side).
 - **Fetch/decode vs encode inside a build.** The builder overlaps them chunk by chunk; the build
   section reports the stage they share.
 - **S3 throughput.** moto on 127.0.0.1 is not S3 and is slow for big objects (it re-reads the object
@@ -40,10 +43,28 @@ def _search_row(search: dict[str, Any], size: dict[str, Any]) -> dict[str, Any]:
     return at_ef(size, search["pick"]["chosen"] or HnswParams().ef_search)
 
 
-def headline(results: dict[str, Any]) -> str:
-    """The figures the issue asks for up front, each with its ratio and baseline."""
+def encoder_row(encoders: dict[str, Any], query: str) -> list[str]:
+    """The starter's batch-1 one-thread encoder row: against the previous starter measured in the same
+    run (issue 10's comparison, with its latency target) and against PyTorch CLIP."""
+    from bench.encoders import PREVIOUS_COMMIT, TARGET_MS
     from bench.encoders import headline as encoder_headline
 
+    enc = encoder_headline(encoders, query)
+    s, bl, prev = enc["shipped"], enc["baseline"], enc["previous"]
+    clip = f"PyTorch CLIP ViT-B/32 fp32{', 77 tokens' if query == 'text' else ''} ({ms(bl['p50'])} ms)"
+    target = f"target ≤ {TARGET_MS[query]:g} ms {'**met**' if s['p50'] <= TARGET_MS[query] else '**missed**'}"
+    if prev is None:
+        ratio, baseline = f"{speed(bl['p50'], s['p50'])} than CLIP; {target}; previous starter not measured", clip
+    else:
+        ratio = f"**{speed(prev['p50'], s['p50'])}** than the previous starter; {target}; " \
+                f"{speed(bl['p50'], s['p50'])} than CLIP"
+        baseline = f"previous starter ({PREVIOUS_COMMIT}, {prev['weights']}, {ms(prev['p50'])} ms); {clip}"
+    return [f"{query} encoder, starter model ({s['weights']}, batch 1, 1 thread)", f"{ms(s['p50'])} ms",
+            f"{ms(s['p95'])} ms", ratio, baseline]
+
+
+def headline(results: dict[str, Any]) -> str:
+    """The figures the issue asks for up front, each with its ratio and baseline."""
     rows = []
     e2e = {(r["name"], r["clients"]): r for r in results["e2e"]["rows"]}
     base = {b["name"]: b for b in results["e2e"]["baseline"]}
@@ -52,11 +73,7 @@ def headline(results: dict[str, Any]) -> str:
         rows.append([f"{query} query, end to end (HTTP, 1 client)", f"{ms(r['p50'])} ms", f"{ms(r['p95'])} ms",
                      f"{r['p50'] / b['p50']:.2f}× the in-process time", f"same queries via `SearchService` in-process "
                      f"({ms(b['p50'])} ms)"])
-        enc = encoder_headline(results["encoders"], query)
-        s, bl = enc["shipped"], enc["baseline"]
-        rows.append([f"{query} encoder, starter model ({s['weights']}, batch 1, 1 thread)", f"{ms(s['p50'])} ms",
-                     f"{ms(s['p95'])} ms", speed(bl["p50"], s["p50"]),
-                     f"PyTorch CLIP ViT-B/32 fp32{', 77 tokens' if query == 'text' else ''} ({ms(bl['p50'])} ms)"])
+        rows.append(encoder_row(results["encoders"], query))
     search = results["search"]
     for size in search["sizes"][-2:]:
         r = _search_row(search, size)

@@ -1,5 +1,6 @@
 """Smoke test of the benchmark suite's cheapest parts on tiny inputs: the search section's
-measurement and its fresh-process memory probe, the efSearch choice, the cost arithmetic, and the
+measurement and its fresh-process memory probe, the efSearch choice, the cost arithmetic, the
+quality section on both held-out splits, the encoder tables against the previous starter, and the
 markdown they render (the full suite is `make bench`, the CI smoke run `make bench-quick`)."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import cost, search
+from bench import cost, encoders, quality, report, search
 from bench.cold_start import products_jsonl
 from bench.common import Context
 from tests.conftest import FASHION_FEED
@@ -96,3 +97,78 @@ def test_synthetic_products_get_unique_ids() -> None:
     lines = ['{"product_id": "a", "title": "x"}', '{"product_id": "b", "title": "y"}']
     rows = products_jsonl(lines, 5).decode().splitlines()
     assert [r.split('"')[3] for r in rows] == ["a", "b", "a~1", "b~1", "a~2"]
+
+
+def test_quality_section_reports_both_splits(ctx: Context, fashion_store: Path) -> None:
+    results = {"build": {"store": str(fashion_store), "products": 400},
+               "encoders": {"image_int8": {"static": {"kept": False, "p50": 9.0, "shipped_p50": 6.0}}}}
+    result = quality.run_section(ctx, results)
+    exact = result["variants"]["exact"]
+    assert {k.split(".")[0] for k in exact} == {"time_split", "hash_split"}
+    assert "image_int8" not in result["variants"] and len(result["variants"]) == 2  # exact, HNSW at its default
+    assert result["splits"]["time_split"]["held_out"] == 20  # the newest 5% of 400
+    assert [ok for _, _, ok in quality.checks(result)] == [True]  # HNSW over 400 vectors is near exact
+    markdown = quality.render(result, ctx)
+    hash_held_out = result["splits"]["hash_split"]["held_out"]
+    assert markdown.index("**Time split** (20 held-out products)") < \
+        markdown.index(f"**Hash split** ({hash_held_out} held-out products)")
+    assert "| title → image R@10 (full gallery) |" in markdown
+    assert f"**Only 400 of the feed's {result['feed_products']:,} products are indexed here**" in markdown
+    assert "Image tower static int8: not evaluated for this bundle — not faster than the shipped image tower " \
+           "(9.00 vs 6.00 ms" in markdown
+    assert "the bundle records no fp32 figures" in markdown
+    recorded = {"time_split.title_full.R@10": 0.5, "hash_split.title_full.R@10": 0.6, "fakestore.text_P@1": 0.4}
+    markdown = quality.render({**result, "text_int8_recorded": recorded,
+                               "text_fp32_recorded": {**recorded, "time_split.title_full.R@10": 0.52}}, ctx)
+    assert "| Time split | title → image R@10 (full gallery) | 0.5000 | 0.5200 | -0.0200 |" in markdown
+    assert "| FakeStore | text P@1 | 0.4000 | 0.4000 | +0.0000 |" in markdown
+
+
+def _encoder_rows(previous: bool) -> list[dict]:
+    """Batch-1/16 one-thread rows of the baseline and the starters: p50 ms per item (text, image)."""
+    p50 = {"baseline": (40.0, 90.0), "shipped": (1.5, 5.0), "previous": (1.0, 2.5), "static": (None, 3.0)}
+    models = {"baseline": "CLIP ViT-B/32 (random weights)", "shipped": "fashion-starter (shipped)",
+              "previous": encoders.PREVIOUS_MODEL, "static": "fashion-starter, image static int8 (made here)"}
+    rows = []
+    for role, per_tower in p50.items():
+        for tower, value in zip(("text", "image"), per_tower, strict=True):
+            if value is None or (role == "previous" and not previous):
+                continue
+            for batch in encoders.BATCHES:
+                rows.append({"model": models[role], "role": role,
+                             "runtime": "PyTorch" if role == "baseline" else "onnxruntime",
+                             "weights": "int8" if tower == "text" else "fp32", "tower": tower, "batch": batch,
+                             "threads": 1, "file_mb": 10.0, "p50": value * batch, "p95": value * batch * 1.2,
+                             "n": 8, "baseline_p50": p50["baseline"][tower == "image"] * batch})
+    return rows
+
+
+def test_encoders_compare_the_starter_with_the_previous_one(ctx: Context) -> None:
+    result = {"rows": _encoder_rows(previous=True), "threads": [1], "texts": 64, "clip_tokens_mean": 9.0,
+              "starter_tokens_mean": 8.0, "starter_image": "224x224", "shipped_float16": True,
+              "shipped_weights": {"text": "int8", "image": "fp32"},
+              "previous": {"commit": encoders.PREVIOUS_COMMIT, "dim": 256, "image": "60x80", "tokens_mean": 8.0,
+                           "weights": {"text": "int8", "image": "fp32"}},
+              "image_int8": {"static": {"kept": True, "p50": 3.0, "shipped_p50": 5.0},
+                             "dynamic": {"kept": False, "p50": 90.0, "shipped_p50": 5.0}}}
+    markdown = encoders.render(result, ctx)
+    assert "| p50 ms per item | vs baseline | vs previous starter |" in markdown
+    assert "| fashion-starter (shipped) | onnxruntime | fp32 | 10 | 1 | 1 | 5.00 | 6.00 | 5.00 | 18.0× faster | " \
+           "2.0× slower |" in markdown
+    assert "starter: 224x224 padded; previous starter: 60x80 padded" in markdown
+    assert "image ≤ 6 ms — 5.00 ms in this run, **met**" in markdown
+    assert "- Image tower dynamic int8: not reported for this bundle — 90.0 ms against 5.00 ms" in markdown
+    assert "static int8: not reported" not in markdown
+    assert (ctx.plots / "encoders.png").stat().st_size > 1000
+    row = report.encoder_row(result, "image")
+    assert row[3] == "**2.0× slower** than the previous starter; target ≤ 6 ms **met**; 18.0× faster than CLIP"
+    assert row[4].startswith(f"previous starter ({encoders.PREVIOUS_COMMIT}, fp32, 2.50 ms); PyTorch CLIP")
+    alone = {**result, "rows": _encoder_rows(previous=False), "previous": {"skipped": "git is not installed"}}
+    assert "is not measured: git is not installed." in encoders.render(alone, ctx)
+    assert report.encoder_row(alone, "text")[3].endswith("target ≤ 2 ms **met**; previous starter not measured")
+
+
+def test_previous_starter_is_skipped_without_its_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(encoders, "PREVIOUS_COMMIT", "0" * 40)
+    bundle, why = encoders.previous_starter(tmp_path)
+    assert bundle is None and why.startswith(f"`git archive {'0' * 40} models/fashion-starter` failed")
