@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from model_export.evaluate import AttributeQueries, attribute_precision, exact_search, title_recall
+from model_export.evaluate import AttributeQueries, attribute_precision, exact_search, photo_precision, title_recall
+from model_export.other_catalogs import Photo, evaluate_dummyjson
 from model_export.starter.data import (
     Product,
     attribute_captions,
     attribute_query,
     is_validation,
+    time_split_indices,
 )
 
 
@@ -73,3 +75,33 @@ def test_shopper_phrasing():
     assert "red dress for women" in attribute_captions(_product("2", "Women", "Red", "Dresses"))
     # The evaluation's phrasing is never a training caption.
     assert attribute_query(shirt.attributes) not in attribute_captions(shirt)
+
+
+def test_photo_precision_skips_the_query_itself():
+    products = [_product(str(i), "Men", colour, kind) for i, (colour, kind) in
+                enumerate([("Red", "Shirts"), ("Red", "Shirts"), ("Blue", "Shirts"), ("Red", "Jeans")])]
+    gallery = _unit([[1, 0, 0], [0.9, 0.1, 0], [0.8, 0.3, 0], [0, 0, 1]])
+    result = photo_precision(gallery, np.array([0, 3]), products, exact_search(gallery), k=2)
+    # query 0 (red shirt): neighbours 1 (red shirt), 2 (blue shirt), not itself;
+    # query 3 (red jeans): its two nearest others (ties, in row order) are the red shirts 0 and 1.
+    assert result == {"type_P@2": 0.5, "colour_P@2": 0.75}
+
+
+def test_time_split_holds_out_the_newest_ids():
+    products = [_product(str(i), "Men", "Red", "Shirts") for i in (5, 300, 20, 1000, 7, 40, 41, 2, 900, 8)]
+    older, newest = time_split_indices(products * 2)  # 20 rows: 5% is one row
+    assert [products[i % 10].id for i in newest] == ["1000"]
+    assert len(older) == 19
+
+
+def test_dummyjson_metrics_on_hand_built_vectors():
+    photos = [Photo("1", "phones", "a", Path("1a"), True), Photo("1", "phones", "a", Path("1b"), False),
+              Photo("2", "lamps", "b", Path("2a"), True), Photo("2", "lamps", "b", Path("2b"), False)]
+    vectors = _unit([[1, 0], [0.9, 0.2], [0, 1], [0.7, 0.7]])
+
+    def encode(texts: list[str]) -> np.ndarray:
+        return _unit([[1, 0.1] if t == "phone" else [0.1, 1] for t in texts])
+
+    result = evaluate_dummyjson(photos, vectors, encode, {"phone": frozenset({"phones"}), "lamp": frozenset({"lamps"})})
+    assert result["text_P@5"] == 0.5  # each query finds its product first, then the other one (top 5 of 2)
+    assert result["photo_R@1"] == 0.5 and result["photo_R@5"] == 1.0  # photo 2b is nearer product 1 first
