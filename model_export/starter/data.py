@@ -25,6 +25,12 @@ VALIDATION_RULE = (
     f"a product is in the validation split iff int(sha256(id as UTF-8).hexdigest()[:8], 16) % 100 "
     f"< {VALIDATION_PERCENT}"
 )
+# The honest split: ids rise with time in this feed, so the newest ids stand for next week's arrivals.
+# The hash split above interleaves with training ids (near-twins of each held-out product are trained
+# on); it is kept for comparison with earlier models. Training uses neither split.
+TIME_SPLIT_PERCENT = 5
+TIME_SPLIT_RULE = (f"a product is in the time split iff its numeric id is among the highest {TIME_SPLIT_PERCENT}% "
+                   "of the feed's ids (the newest products)")
 
 _GENDER_WORD = {"Men": "men", "Women": "women", "Boys": "boys", "Girls": "girls", "Unisex": "unisex"}
 _GENDER_POSSESSIVE = {"Men": "men's", "Women": "women's", "Boys": "boys'", "Girls": "girls'", "Unisex": "unisex"}
@@ -164,9 +170,26 @@ def is_validation(product_id: str) -> bool:
 
 
 def split_indices(products: list[Product]) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) row indices."""
+    """(not in the hash validation split, in it) row indices."""
     val = np.array([is_validation(p.id) for p in products])
     return np.flatnonzero(~val), np.flatnonzero(val)
+
+
+def time_split_indices(products: list[Product]) -> tuple[np.ndarray, np.ndarray]:
+    """(older, newest TIME_SPLIT_PERCENT %) row indices by numeric id."""
+    ids = np.array([int(p.id) for p in products])
+    order = np.argsort(ids, kind="stable")
+    newest = np.zeros(len(products), dtype=bool)
+    newest[order[len(order) - round(len(order) * TIME_SPLIT_PERCENT / 100):]] = True
+    return np.flatnonzero(~newest), np.flatnonzero(newest)
+
+
+def training_indices(products: list[Product]) -> np.ndarray:
+    """Rows in neither held-out split: the only products a model is trained on."""
+    held_out = np.zeros(len(products), dtype=bool)
+    held_out[split_indices(products)[1]] = True
+    held_out[time_split_indices(products)[1]] = True
+    return np.flatnonzero(~held_out)
 
 
 def colour_word(colour: str) -> str:
