@@ -403,7 +403,7 @@ def general_parts(config: TrainConfig, corpus: Corpus) -> tuple[Bridge, Gate, Ph
     pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
     mean = pooled.mean(0)
     _, singular, vt = np.linalg.svd(pooled - mean, full_matrices=False)
-    k = config.photo_gate_axes
+    k = min(config.photo_gate_axes, len(singular) - 1)
     variances = singular[:k] ** 2 / len(pooled)
     residual_variance = float(((pooled - mean) ** 2).sum(1).mean() - variances.sum())
     as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
@@ -412,7 +412,11 @@ def general_parts(config: TrainConfig, corpus: Corpus) -> tuple[Bridge, Gate, Ph
         distances = photo_gate.distance(as_tensor(pooled)).numpy()
     photo_gate.threshold = float(np.quantile(distances, config.photo_gate_quantile))
     photo_gate.width = config.photo_gate_width * photo_gate.threshold
-    return bridge, gate, photo_gate, as_tensor(vt[: config.backbone_dim].T)
+    # Fewer training photos than dimensions (smoke runs) leave fewer axes: zero columns keep the width.
+    projection = np.zeros((pooled.shape[1], config.backbone_dim))
+    axes = vt[: config.backbone_dim]
+    projection[:, : len(axes)] = axes.T
+    return bridge, gate, photo_gate, as_tensor(projection)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
