@@ -27,6 +27,7 @@ Both towers write the same three blocks, each unit length before its weight:
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -185,8 +186,6 @@ class Tail(nn.Module):
 
     def __init__(self, backbone: EfficientNetLite, start: int) -> None:
         super().__init__()
-        import copy
-
         self.blocks = copy.deepcopy(nn.ModuleList(backbone._blocks[start:]))
         self.conv = copy.deepcopy(backbone._conv_head)
         self.bn = copy.deepcopy(backbone._bn1)
@@ -213,7 +212,10 @@ class FashionImage(nn.Module):
 
     def forward(self, h6: torch.Tensor, frozen: torch.Tensor) -> torch.Tensor:
         """h6: stage-6 output map; frozen: [pooled, mean_max(stage 5), mean_max(stage 6)] of the frozen backbone."""
-        x = torch.cat([self.tail(h6), frozen], 1)
+        return self.project(self.tail(h6), frozen)
+
+    def project(self, tail: torch.Tensor, frozen: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([tail, frozen], 1)
         return self.head(((x - self.mean) / self.std).unsqueeze(1)).squeeze(1)  # MatMul, as in FashionText
 
 

@@ -193,8 +193,7 @@ class StarterModel(nn.Module):
         h6 = h6.float().contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             tail = self.image.tail(h6)
-        x = torch.cat([tail.float(), frozen.float()], 1)
-        return F.normalize(self.image.head((x - self.image.mean) / self.image.std), dim=-1)
+        return F.normalize(self.image.project(tail.float(), frozen.float()), dim=-1)
 
 
 def contrastive_loss(image: torch.Tensor, text: torch.Tensor, caption_ids: torch.Tensor,
@@ -329,13 +328,15 @@ def train(config: TrainConfig, corpus: Corpus, max_steps: int | None = None,
     tail_params = list(model.image.tail.parameters())
     tail_ids = {id(p) for p in tail_params}
     others = [p for p in model.parameters() if id(p) not in tail_ids]
-    groups = [{"params": [p for p in others if p.ndim >= 2 and p is not getattr(model.text.bag, "embedding", None)
-                          and (model.text.bag is None or p is not model.text.bag.embedding.weight)],
+    # The word bag is a sparse lookup: no decay, or rows of words a batch lacks would shrink every step.
+    bag = [model.text.bag.embedding.weight] if model.text.bag is not None else []
+    bag_ids = {id(p) for p in bag}
+    groups = [{"params": [p for p in others if p.ndim >= 2 and id(p) not in bag_ids],
                "weight_decay": config.weight_decay, "lr": config.lr},
               {"params": [p for p in others if p.ndim < 2], "weight_decay": 0.0, "lr": config.lr},
               {"params": tail_params, "weight_decay": config.weight_decay, "lr": config.tail_lr}]
-    if model.text.bag is not None:  # a sparse lookup: no decay, or unseen words would pull the rest down
-        groups.append({"params": [model.text.bag.embedding.weight], "weight_decay": 0.0, "lr": config.lr})
+    if bag:
+        groups.append({"params": bag, "weight_decay": 0.0, "lr": config.lr})
     optimizer = torch.optim.AdamW(groups)
     batch_rng = np.random.default_rng(config.seed + 1)
     plan = [batches(corpus, config, batch_rng, hard=epoch >= config.hard_from * config.epochs)
