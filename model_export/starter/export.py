@@ -35,6 +35,7 @@ from model_export.starter.data import COLOUR_SYNONYMS, TIME_SPLIT_RULE, TYPE_SYN
 from model_export.starter.efficientnet_lite import EfficientNetLite
 from model_export.starter.models import (
     BACKBONE_SOURCE,
+    MINILM_DIM,
     MINILM_LICENSE,
     MINILM_SOURCE,
     Bridge,
@@ -136,7 +137,7 @@ def write_towers(model: StarterModel, backbone: EfficientNetLite, bridge: Bridge
 
 
 def bundle_spec(config: TrainConfig, info: dict[str, object]) -> BundleSpec:
-    return BundleSpec(name=BUNDLE_NAME, dim=384 + config.dim + config.backbone_dim, image=config.image,
+    return BundleSpec(name=BUNDLE_NAME, dim=MINILM_DIM + config.dim + config.backbone_dim, image=config.image,
                       text=TextSpec(max_tokens=config.max_tokens, pad_id=0), info=info)
 
 
@@ -156,8 +157,8 @@ def export_bundle(model: StarterModel, backbone: EfficientNetLite, bridge: Bridg
         "text_encoder": MINILM_SOURCE, "image_backbone": BACKBONE_SOURCE,
         "licence": f"MiniLM weights {MINILM_LICENSE}; EfficientNet-Lite weights Apache-2.0; trained parts MIT",
         "quantization": f"{TEXT_QUANTIZATION}; {IMAGE_STORAGE}",
-        "blocks": {"general": [0, 384], "fashion": [384, 384 + config.dim],
-                   "backbone": [384 + config.dim, 384 + config.dim + config.backbone_dim]},
+        "blocks": {"general": [0, MINILM_DIM], "fashion": [MINILM_DIM, MINILM_DIM + config.dim],
+                   "backbone": [MINILM_DIM + config.dim, MINILM_DIM + config.dim + config.backbone_dim]},
         "held_out": {"time_split": TIME_SPLIT_RULE, "hash_split": VALIDATION_RULE},
         "validation_split": VALIDATION_RULE, "training": config.record(), "history": history,
     }
