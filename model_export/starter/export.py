@@ -345,6 +345,8 @@ DummyJSON queries (top 3 titles):
   clothes are in neither block's training.
 - Colour names follow the catalog's 45 base colours and the lexicon; a colour word outside both
   gets only MiniLM's knowledge.
+- Some everyday words miss: "footwear" returns t-shirts and formal shoes (the old starter found
+  shoes); "shades", "wristwatch" and "gown" find their kind.
 - The gate decides per query; a query that mixes kinds ("laptop bag") is judged by its nearest
   concept, and a word that is both (a "watch" in a gadget shop) is treated as fashion.
 - Trained weights are kept as `starter-model.pt` in the cache folder; `--export-only` re-exports
