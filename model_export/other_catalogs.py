@@ -91,9 +91,9 @@ def evaluate_dummyjson(photos: Sequence[Photo], vectors: np.ndarray, encode_text
     search = exact_search(vectors[main])
     categories = np.array([p.category for p in gallery])
     texts = list(queries)
-    top = search(encode_texts(texts), 5)
+    text_top = search(encode_texts(texts), 5)
     per_query = {q: float(np.mean([categories[j] in queries[q] for j in row]))
-                 for q, row in zip(texts, top, strict=True)}
+                 for q, row in zip(texts, text_top, strict=True)}
     row_of = {p.product_id: r for r, p in enumerate(gallery)}
     others = [i for i, p in enumerate(photos) if not p.main]
     target = np.array([row_of[photos[i].product_id] for i in others])
@@ -104,8 +104,7 @@ def evaluate_dummyjson(photos: Sequence[Photo], vectors: np.ndarray, encode_text
         "photo_queries": len(others),
         "photo_R@1": float((top[:, 0] == target).mean()), "photo_R@5": float((top == target[:, None]).any(1).mean()),
         "photo_category_P@5": float((categories[top] == categories[target][:, None]).mean()),
-        "top3": {q: [gallery[j].title for j in row[:3]] for q, row in zip(texts, search(encode_texts(texts), 3),
-                                                                         strict=True)},
+        "top3": {q: [gallery[j].title for j in row[:3]] for q, row in zip(texts, text_top, strict=True)},
     }
 
 

@@ -17,30 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from fashion_search.bundle import ImageSpec, file_sha256
 from fashion_search.embedder import image_to_array
 from fashion_search.images import decode_image
 from model_export.starter.efficientnet_lite import EfficientNetLite, weights_path
-from model_export.starter.models import mean_max
+from model_export.starter.models import Trunk
 
 KEYS = ("logits", "frozen", "h6")
-
-
-class Trunk(nn.Module):
-    """pixels -> (classifier logits, [pooled, mean_max(stage 5), mean_max(stage 6)], stage-6 map)."""
-
-    def __init__(self, backbone: EfficientNetLite) -> None:
-        super().__init__()
-        self.backbone = backbone.eval()
-
-    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        b = self.backbone
-        h5 = b.run_blocks(b.stem(pixel_values), 0, b.stages[4].end)
-        h6 = b.run_blocks(h5, b.stages[4].end, b.stages[5].end)
-        pooled = b.head(b.run_blocks(h6, b.stages[5].end)).mean(dim=(2, 3))
-        return b._fc(pooled), torch.cat([pooled, mean_max(h5), mean_max(h6)], 1), h6
 
 
 def backbone_features(paths: Sequence[Path], spec: ImageSpec, backbone: EfficientNetLite, variant: str, *,

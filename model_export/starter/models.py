@@ -219,23 +219,37 @@ class FashionImage(nn.Module):
         return self.head(((x - self.mean) / self.std).unsqueeze(1)).squeeze(1)  # MatMul, as in FashionText
 
 
+class Trunk(nn.Module):
+    """pixels -> (classifier logits, [pooled, mean_max(stage 5), mean_max(stage 6)], stage-6 map): the
+    frozen backbone's part of the image tower, also what training caches (features.py)."""
+
+    def __init__(self, backbone: EfficientNetLite) -> None:
+        super().__init__()
+        self.backbone = backbone.eval()
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b = self.backbone
+        h5 = b.run_blocks(b.stem(pixel_values), 0, b.stages[4].end)
+        h6 = b.run_blocks(h5, b.stages[4].end, b.stages[5].end)
+        pooled = b.head(b.run_blocks(h6, b.stages[5].end)).mean(dim=(2, 3))
+        logits = b._fc(pooled.unsqueeze(1)).squeeze(1)  # MatMul, so the classifier gets 8-bit weights
+        return logits, torch.cat([pooled, mean_max(h5), mean_max(h6)], 1), h6
+
+
 class ImageTower(nn.Module):
     """What image.onnx computes: normalised 224x224 pixels -> [bridge, h · fashion, backbone] (not normalised)."""
 
     def __init__(self, backbone: EfficientNetLite, fashion: FashionImage, bridge: Bridge, photo_gate: PhotoGate,
                  backbone_projection: torch.Tensor, backbone_weight: float) -> None:
         super().__init__()
-        self.backbone, self.fashion, self.bridge, self.photo_gate = backbone.eval(), fashion.eval(), bridge, photo_gate
+        self.trunk, self.fashion, self.bridge, self.photo_gate = Trunk(backbone), fashion.eval(), bridge, photo_gate
         self.register_buffer("projection", backbone_projection.float())  # [1280, backbone_dim], orthonormal columns
         self.backbone_weight = backbone_weight
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        b = self.backbone
-        h5 = b.run_blocks(b.stem(pixel_values), 0, b.stages[4].end)
-        h6 = b.run_blocks(h5, b.stages[4].end, b.stages[5].end)
-        pooled = b.head(b.run_blocks(h6, b.stages[5].end)).mean(dim=(2, 3))
-        frozen = torch.cat([pooled, mean_max(h5), mean_max(h6)], 1)
-        general = self.bridge(b._fc(pooled.unsqueeze(1)).squeeze(1))
+        logits, frozen, h6 = self.trunk(pixel_values)
+        pooled = frozen[:, : self.projection.shape[0]]
+        general = self.bridge(logits)
         fashion = F.normalize(self.fashion(h6, frozen), dim=-1)
         backbone = F.normalize(F.normalize(pooled, dim=-1) @ self.projection, dim=-1)
         return torch.cat([general, self.photo_gate(pooled) * fashion, self.backbone_weight * backbone], 1)
