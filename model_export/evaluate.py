@@ -37,6 +37,7 @@ import numpy as np
 
 from fashion_search.embedder import Embedder
 from fashion_search.images import decode_image
+from model_export.composed import evaluate_composed, evaluate_good_match, format_hybrid
 from model_export.starter.data import (
     DEFAULT_FEED,
     TIME_SPLIT_RULE,
@@ -210,6 +211,10 @@ def evaluate_bundle(bundle_dir: str | Path, feed: str | Path = DEFAULT_FEED, *, 
     if gallery_vectors is None:
         gallery_vectors = encode_gallery(embedder, products)
     report = evaluate_vectors(products, gallery_vectors, embedder.encode_texts, search=search)
+    report["composed"] = evaluate_composed(products, gallery_vectors, embedder.encode_texts)
+    if embedder.spec.calibration:
+        report["good_match"] = evaluate_good_match(embedder.spec.calibration, products, gallery_vectors,
+                                                   embedder.encode_texts)
     return {"bundle": embedder.name, "bundle_hash": embedder.model_hash, "splits": SPLITS, **report,
             **evaluate_other_catalogs(embedder)}
 
@@ -270,6 +275,7 @@ def format_report(report: dict, compare: dict | None = None, names: tuple[str, s
             if compare and key in other:
                 cells += [f"{other[key]:.3f}", f"{flat[key] - other[key]:+.3f}"]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += format_hybrid(report, compare, names)
     for query, top in report["free_text"].items():
         lines += ["", f"**{query}**", *[f"{i}. {t}" for i, t in enumerate(top, 1)]]
     return "\n".join(lines)

@@ -15,6 +15,9 @@ from fashion_search.builder import BuildSummary, build_index
 from fashion_search.bundle import BundleSpec
 from fashion_search.embedder import Embedder
 from fashion_search.store import open_store
+from model_export.calibrate import calibrate, write_calibration
+from model_export.evaluate import encode_gallery
+from model_export.starter.data import load_products
 from model_export.tiny_bundle import make_tiny_bundle
 from tests.replica import DATA, Replica, dummyjson_replica, fakestore_replica
 
@@ -40,9 +43,13 @@ def build_store(catalog: Path | str, store: Path | str, bundle: Path) -> BuildSu
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random bundle (32-d) shared by the session: real ONNX, real tokenizer."""
+    """A tiny random bundle (32-d) shared by the session: real ONNX, real tokenizer, calibrated on 300
+    fashion products other than fashion_store's (`fashion-search calibrate` in-process)."""
     folder = tmp_path_factory.mktemp("tiny-bundle")
     make_tiny_bundle(folder)
+    products = load_products(write_feed(tmp_path_factory.mktemp("calibration") / "feed.jsonl", 300, start=400))
+    embedder = Embedder(folder)
+    write_calibration(folder, calibrate(embedder, products, encode_gallery(embedder, products, log=False)))
     return folder
 
 

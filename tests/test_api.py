@@ -7,6 +7,7 @@ import copy
 import io
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def search(handler: LambdaHandler, **body: Any) -> dict[str, Any]:
 
 
 def test_text_search(handler: LambdaHandler, service: SearchService, vectors: np.ndarray) -> None:
-    payload = search(handler, text="white skirt for women", top_k=7)
+    payload = search(handler, text="white skirt for women", top_k=7, collapse_duplicates=False)
     assert payload["search_type"] == "text" and payload["alpha_used"] == 0.0
     assert payload["total_results"] == len(payload["results"]) == 7 and payload["query_time"] > 0
     assert payload["index_version"] == service.live.version
@@ -91,8 +92,63 @@ def test_text_search(handler: LambdaHandler, service: SearchService, vectors: np
     np.testing.assert_allclose(scores, vectors[rows] @ query, atol=1e-5)  # each score is that product's cosine
     np.testing.assert_allclose(scores, np.sort(vectors @ query)[::-1][:7], atol=1e-5)  # and they are the top 7
     first = payload["results"][0]
-    assert set(first) == {"product_id", "title", "image_url", "price", "category", "similarity_score"}
+    assert set(first) == {"product_id", "title", "image_url", "price", "category", "similarity_score", "relevance"}
     assert first["image_url"].startswith("/thumbnails/") and first["image_url"].endswith(".webp")
+
+
+def test_relevance_is_the_bundles_calibration_of_each_cosine(handler: LambdaHandler, service: SearchService,
+                                                             vectors: np.ndarray) -> None:
+    calibration = service.embedder.spec.calibration
+    assert calibration is not None  # conftest calibrates the tiny bundle
+    text, image = "white skirt for women", photo("10017")
+    t = service.embedder.encode_texts([text])[0]
+    i = service.embedder.encode_images([Image.open(io.BytesIO(image)).convert("RGB")])[0]
+    for body, expected in [
+        ({"text": text}, lambda rows: calibration.text(vectors[rows] @ t)),
+        ({"image": b64(image)}, lambda rows: calibration.image(vectors[rows] @ i)),
+        ({"text": text, "image": b64(image), "alpha": 0.3},
+         lambda rows: calibration.image(vectors[rows] @ i) ** 0.3 * calibration.text(vectors[rows] @ t) ** 0.7),
+    ]:
+        payload = search(handler, top_k=10, **body)
+        rows = [service.live.rows[r["product_id"]] for r in payload["results"]]
+        relevance = [r["relevance"] for r in payload["results"]]
+        np.testing.assert_allclose(relevance, expected(rows), atol=1e-4)
+        assert all(0.0 <= r <= 1.0 for r in relevance)
+        threshold = calibration.threshold(payload["alpha_used"])
+        assert payload["good_match"] == (expected(rows)[0] >= threshold)
+
+
+def test_an_uncalibrated_bundle_says_so(tmp_path: Path, fashion_store: Path, tiny_bundle: Path) -> None:
+    """relevance and good_match are null, not invented, when the bundle has no calibration."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    spec = json.loads((bundle / "bundle.json").read_text())
+    del spec["calibration"]
+    (bundle / "bundle.json").write_text(json.dumps(spec))
+    payload = search(create_handler(SearchService(Settings(store=str(fashion_store), model=bundle))), text="shoes")
+    assert payload["good_match"] is None and {r["relevance"] for r in payload["results"]} == {None}
+
+
+def test_duplicates_take_one_slot_unless_asked(handler: LambdaHandler, service: SearchService,
+                                               vectors: np.ndarray) -> None:
+    """Products with one photo (one thumbnail key) under several ids: the feed has such twins."""
+    thumbnails = [service.live.products[row]["thumbnail"] for row in range(len(service.live.products))]
+    twins = [key for key in set(thumbnails) if thumbnails.count(key) > 1]
+    assert twins, "the test feed should hold products sharing a photo"
+    row = thumbnails.index(twins[0])
+    query = {"image": b64(photo(service.live.products[row]["product_id"])), "top_k": 10}
+    raw = search(handler, collapse_duplicates=False, **query)["results"]
+    collapsed = search(handler, **query)["results"]
+    keys = [thumbnails[service.live.rows[r["product_id"]]] for r in collapsed]
+    assert len(keys) == len(set(keys)) == 10
+    raw_keys = [thumbnails[service.live.rows[r["product_id"]]] for r in raw]
+    assert len(set(raw_keys)) < len(raw_keys)  # uncollapsed, the twins take two slots
+    kept = [service.live.rows[r["product_id"]] for r in collapsed]
+    similarity = vectors[kept] @ vectors[kept].T
+    assert (similarity[~np.eye(len(kept), dtype=bool)] < 0.99).all()  # nor do near-identical vectors
+    # Collapsing only drops results: what stays keeps the uncollapsed order.
+    order = [r["product_id"] for r in raw if r["product_id"] in {c["product_id"] for c in collapsed}]
+    assert order == [r["product_id"] for r in collapsed][: len(order)]
 
 
 def test_image_search_finds_the_product_itself(handler: LambdaHandler) -> None:
@@ -109,11 +165,19 @@ def test_png_and_data_url_images_are_accepted(handler: LambdaHandler) -> None:
     assert payload["results"][0]["product_id"] == "10017"
 
 
+def soft_and_reference(image: np.ndarray, text: np.ndarray, alpha: float, vectors: np.ndarray) -> np.ndarray:
+    """fusion.soft_and over the whole gallery, from the definition: standardised scores, weighted soft min."""
+    z_image, z_text = [(s - s.mean()) / s.std(ddof=1) for s in (vectors @ image, vectors @ text)]
+    return -1.5 * np.log(np.exp(-alpha * z_image / 1.5) + np.exp(-(1 - alpha) * z_text / 1.5))
+
+
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 0.8, 1.0])
 def test_hybrid_fusion_maths(handler: LambdaHandler, service: SearchService, vectors: np.ndarray,
                              alpha: float) -> None:
+    """Ranked by the soft AND of standardised scores (the true top 10 of the whole index, although only the
+    candidate vector's neighbours are scored); similarity_score stays the seed's fused cosine."""
     text, image = "blue jeans", photo("10017")
-    payload = search(handler, text=text, image=b64(image), alpha=alpha, top_k=10)
+    payload = search(handler, text=text, image=b64(image), alpha=alpha, top_k=10, collapse_duplicates=False)
     assert payload["search_type"] == "hybrid" and payload["alpha_used"] == alpha
     embedder: Embedder = service.embedder
     t = embedder.encode_texts([text])[0]
@@ -122,11 +186,12 @@ def test_hybrid_fusion_maths(handler: LambdaHandler, service: SearchService, vec
     ids = [r["product_id"] for r in payload["results"]]
     rows = [service.live.rows[pid] for pid in ids]
     np.testing.assert_allclose([r["similarity_score"] for r in payload["results"]], vectors[rows] @ fused, atol=1e-5)
-    np.testing.assert_allclose(vectors[rows] @ fused, np.sort(vectors @ fused)[::-1][:10], atol=1e-5)  # the top 10
-    if alpha == 0.0:
-        assert ids == [r["product_id"] for r in search(handler, text=text, top_k=10)["results"]]
-    if alpha == 1.0:
-        assert ids == [r["product_id"] for r in search(handler, image=b64(image), top_k=10)["results"]]
+    reference = soft_and_reference(i, t, alpha, vectors)
+    np.testing.assert_allclose(reference[rows], np.sort(reference)[::-1][:10], atol=1e-6)
+    alone = {0.0: {"text": text}, 1.0: {"image": b64(image)}}.get(alpha)
+    if alone:  # the ends of the slider are the single-modality searches
+        single = search(handler, top_k=10, collapse_duplicates=False, **alone)["results"]
+        assert ids == [r["product_id"] for r in single]
 
 
 def test_moving_alpha_re_encodes_nothing(service: SearchService) -> None:

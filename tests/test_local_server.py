@@ -124,7 +124,8 @@ def test_cli_query_single_and_batch(fashion_store: Path, tiny_bundle: Path, tmp_
                             capture_output=True, text=True, check=True)
     result = json.loads(single.stdout)
     assert result["search_type"] == "image" and result["results"][0]["product_id"] == "10017"
-    assert len(result["results"]) == 3
+    assert len(result["results"]) == 3 and isinstance(result["good_match"], bool)
+    assert all(0 <= r["relevance"] <= 1 for r in result["results"])
 
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "q.jpg").write_bytes((FASHION_IMAGES / "10017.jpg").read_bytes())
@@ -138,7 +139,8 @@ def test_cli_query_single_and_batch(fashion_store: Path, tiny_bundle: Path, tmp_
     lines = [json.loads(line) for line in batch.stdout.splitlines()]
     assert batch.returncode == 1  # some queries failed, and said so
     assert [line["id"] for line in lines] == ["a", "b", "c", "d", "e"]
-    assert len(lines[0]["results"]) == 2 and set(lines[0]["results"][0]) == {"product_id", "similarity_score"}
+    assert len(lines[0]["results"]) == 2 and isinstance(lines[0]["good_match"], bool)
+    assert set(lines[0]["results"][0]) == {"product_id", "similarity_score", "relevance"}
     assert lines[1]["results"][0]["product_id"] == "10017" and len(lines[1]["results"]) == 10
     assert len(lines[2]["results"]) == 4
     assert "give a text, an image, or both" in lines[3]["error"]

@@ -10,9 +10,12 @@ import pytest
 from tokenizers import Tokenizer
 
 from fashion_search.bundle import DEFAULT_BUNDLE_ENV, default_bundle_dir, read_bundle
+from fashion_search.calibration import relevance
 from fashion_search.embedder import Embedder
+from fashion_search.fusion import GalleryStats
 from fashion_search.images import decode_image
 from model_export import other_catalogs
+from model_export.composed import composed_queries, relevant, top_k
 from model_export.evaluate import AttributeQueries, attribute_precision, exact_search, title_recall
 from model_export.starter.data import (
     TIME_SPLIT_RULE,
@@ -202,3 +205,42 @@ def test_photo_gate_keeps_the_fashion_block_to_photos_like_the_training_ones(
     on_dummyjson = np.linalg.norm(dummyjson[1][:, f0:f1], axis=1)
     assert np.median(on_new) > 0.5 and (on_new > 0.25).mean() > 0.9
     assert np.median(on_dummyjson) < 0.1
+
+
+def test_bundle_is_calibrated():
+    calibration = read_bundle(BUNDLE).calibration
+    assert calibration is not None
+    assert 0 < calibration.image_threshold < calibration.text_threshold < 1
+    assert calibration.notes["text_junk_below"] >= 0.9 and calibration.notes["text_real_above"] >= 0.9
+
+
+@needs_data
+def test_junk_has_no_close_match_and_shopper_queries_do(unseen: tuple[list[Product], np.ndarray],
+                                                        embedder: Embedder):
+    """Over the ~2,100 unseen products (a smaller gallery than calibration's 20,873: fewer close matches)."""
+    calibration = embedder.spec.calibration
+    _, gallery = unseen
+    queries = {"qwzx plorf": False, "wifi router": False, "frozen pizza": False,
+               "navy blue shirt for men": True, "black watches for men": True, "white sports shoes for men": True}
+    best = relevance(calibration, text_cosine=(embedder.encode_texts(list(queries)) @ gallery.T).max(1))
+    assert {q: bool(r >= calibration.text_threshold) for q, r in zip(queries, best, strict=True)} == queries
+
+
+@needs_data
+def test_soft_and_blends_a_new_photo_with_a_modifier(unseen: tuple[list[Product], np.ndarray],
+                                                     embedder: Embedder):
+    """Composed queries on unseen products: the service's fusion beats the seed's mix at alpha 0.5 and
+    both halves alone (when the bundle was made: 0.38 vs 0.17, 0.06, 0.05 over the full feed)."""
+    products, gallery = unseen
+    queries = composed_queries(products, np.arange(len(products)), colours=60, genders=20, min_relevant=5)
+    assert len(queries) == 80
+    stats = GalleryStats.of(gallery)
+    texts = embedder.encode_texts([q.text for q in queries])
+
+    def precision(fusion: str, alpha: float) -> float:
+        return float(np.mean([relevant(q, products)[top_k(fusion, gallery[q.row], t, alpha, gallery, stats)].mean()
+                              for q, t in zip(queries, texts, strict=True)]))
+
+    soft_and = precision("soft AND", 0.5)
+    assert soft_and >= precision("seed mix", 0.5) + 0.1
+    assert soft_and >= max(precision("soft AND", 0.0), precision("soft AND", 1.0)) + 0.15

@@ -32,7 +32,9 @@ TIME_SPLIT_PERCENT = 5
 TIME_SPLIT_RULE = (f"a product is in the time split iff its numeric id is among the highest {TIME_SPLIT_PERCENT}% "
                    "of the feed's ids (the newest products)")
 
-_GENDER_WORD = {"Men": "men", "Women": "women", "Boys": "boys", "Girls": "girls", "Unisex": "unisex"}
+# The unisex products are for anyone: a "for unisex" query is no shopper's, so it has no entry here.
+GENDER_WORD = {"Men": "men", "Women": "women", "Boys": "boys", "Girls": "girls"}
+_GENDER_WORD = {**GENDER_WORD, "Unisex": "unisex"}
 _GENDER_POSSESSIVE = {"Men": "men's", "Women": "women's", "Boys": "boys'", "Girls": "girls'", "Unisex": "unisex"}
 # How a shopper spells the catalog's article types (plural); the rest are just lower-cased.
 _TYPE_PLURAL = {"Tshirts": "t-shirts", "Bra": "bras", "Trunk": "trunks", "Perfume and Body Mist": "perfumes",

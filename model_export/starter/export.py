@@ -149,6 +149,7 @@ def export_bundle(model: StarterModel, backbone: EfficientNetLite, bridge: Bridg
 
     `minutes`: wall time of the earlier phases (prepare = backbone features + MiniLM captions, train)."""
     from fashion_search.embedder import Embedder
+    from model_export.calibrate import calibrate
 
     started = time.monotonic()
     info: dict[str, object] = {
@@ -184,7 +185,9 @@ def export_bundle(model: StarterModel, backbone: EfficientNetLite, bridge: Bridg
     info["free_text_top5"] = report["free_text"]
     wall = {**minutes, "export_and_evaluate": (time.monotonic() - started) / 60}
     info["wall_minutes"] = {k: round(v, 1) for k, v in {**wall, "total": sum(wall.values())}.items()}
-    spec = write_bundle_json(out, bundle_spec(config, info))  # info is not hashed: same hash as measured
+    calibration = calibrate(shipped, products, gallery, feed_name=feed.name)
+    # info and calibration are not hashed: the same hash as measured
+    spec = write_bundle_json(out, bundle_spec(config, info).model_copy(update={"calibration": calibration}))
     (out / "MODEL_CARD.md").write_text(model_card(spec, report, report_fp32))
     print(format_report(report), flush=True)
     return spec

@@ -126,7 +126,8 @@ def create_handler(service: SearchService) -> LambdaHandler:
     @tracer.capture_method
     def search(request: Annotated[SearchRequest, Body()]) -> SearchResponse:
         image = decode_image_field(request.image) if request.image else None
-        result = service.search(Query(text=request.text, image=image, alpha=request.alpha, top_k=request.top_k))
+        result = service.search(Query(text=request.text, image=image, alpha=request.alpha, top_k=request.top_k,
+                                      collapse_duplicates=request.collapse_duplicates))
         metrics.add_metric(name="SearchLatency", unit=MetricUnit.Milliseconds, value=result.query_ms)
         metrics.add_metric(name="EmbeddingCacheHits", unit=MetricUnit.Count, value=result.cached)
         metrics.add_metric(name="EmbeddingCacheMisses", unit=MetricUnit.Count, value=result.encoded)

@@ -21,6 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from .calibration import Calibration
 from .errors import FashionSearchError
 
 BUNDLE_FILES = ("text.onnx", "image.onnx", "tokenizer.json")
@@ -57,6 +58,7 @@ class BundleSpec(BaseModel):
     files: dict[str, str] = {}  # file name -> sha256
     hash: str = ""  # sha256 over files and preprocessing: equal hashes give comparable vectors
     info: dict[str, object] = {}  # free-form: source, licence, quantization, training settings
+    calibration: Calibration | None = None  # relevance and the no-close-match threshold (calibration.py)
 
     def content_hash(self) -> str:
         """Hash what determines the vectors: the model files and the preprocessing."""

@@ -85,11 +85,12 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _query_one(service: SearchService, text: str | None, image: str | None, alpha: float, top_k: int) -> SearchResult:
+def _query_one(service: SearchService, text: str | None, image: str | None, alpha: float, top_k: int,
+               collapse: bool) -> SearchResult:
     from .service import Query
 
     data = Path(image).read_bytes() if image else None
-    return service.search(Query(text=text, image=data, alpha=alpha, top_k=top_k))
+    return service.search(Query(text=text, image=data, alpha=alpha, top_k=top_k, collapse_duplicates=collapse))
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -99,7 +100,7 @@ def _query(args: argparse.Namespace) -> int:
     if not args.queries:
         if args.text is None and args.image is None:
             raise FashionSearchError("give --text, --image, both, or --queries FILE")
-        result = _query_one(service, args.text, args.image, args.alpha, args.top_k)
+        result = _query_one(service, args.text, args.image, args.alpha, args.top_k, not args.keep_duplicates)
         print(search_response(result, "thumbnails/").model_dump_json())
         return 0
     failures = 0
@@ -113,9 +114,11 @@ def _query(args: argparse.Namespace) -> int:
             image = spec.get("image")
             image = str(queries.parent / image) if image else None  # relative to the queries file
             result = _query_one(service, spec.get("text"), image, float(spec.get("alpha", args.alpha)),
-                                int(spec.get("top_k", args.top_k)))
-            hits = [{"product_id": h.product["product_id"], "similarity_score": h.score} for h in result.hits]
-            _print_json({"id": spec.get("id"), "results": hits})
+                                int(spec.get("top_k", args.top_k)),
+                                bool(spec.get("collapse_duplicates", not args.keep_duplicates)))
+            hits = [{"product_id": h.product["product_id"], "similarity_score": h.score, "relevance": h.relevance}
+                    for h in result.hits]
+            _print_json({"id": spec.get("id"), "good_match": result.good_match, "results": hits})
         except (FashionSearchError, OSError, ValueError, AttributeError) as exc:
             failures += 1
             _print_json({"id": spec.get("id") if isinstance(spec, dict) else None,
@@ -128,6 +131,7 @@ def _query(args: argparse.Namespace) -> int:
 MODEL_COMMANDS = {
     "export-clip": ("model_export.clip_export", "convert a Hugging Face CLIP checkpoint into a model bundle"),
     "train-starter": ("model_export.starter.train", "train the offline starter model and write its bundle"),
+    "calibrate": ("model_export.calibrate", "fit a bundle's relevance scores and no-close-match threshold"),
 }
 
 
@@ -195,7 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--image", help="path of a JPEG, PNG or WebP photo")
     query.add_argument("--alpha", type=_alpha, default=0.5, help="image weight when both are given")
     query.add_argument("--top-k", type=int, choices=range(1, 101), metavar="1..100", default=10)
-    query.add_argument("--queries", help='JSONL batch: {"id", "text"?, "image"?, "alpha"?, "top_k"?} per line')
+    query.add_argument("--keep-duplicates", action="store_true",
+                       help="let products with the same photo take several slots (collapsed by default)")
+    query.add_argument("--queries", help='JSONL batch: {"id", "text"?, "image"?, "alpha"?, "top_k"?, '
+                                         '"collapse_duplicates"?} per line')
     query.set_defaults(run=_query)
 
     for name, (_, help_text) in MODEL_COMMANDS.items():

@@ -11,7 +11,12 @@ import numpy as np
 
 from . import vector_index, versions
 from .errors import FashionSearchError
+from .fusion import GalleryStats
 from .store import ObjectStore
+
+# Vectors the gallery statistics are estimated from: a standard deviation from 8,192 samples is
+# within ~1.6 % of the whole gallery's; the covariance costs ~0.1 s of cold start at 896 dimensions.
+STATS_SAMPLE = 8192
 
 
 class ModelMismatch(FashionSearchError):
@@ -46,10 +51,17 @@ class LiveIndex:
     index: faiss.Index
     products: ProductTable  # row -> metadata, as products.jsonl holds it
     rows: dict[str, int]  # product id -> row
+    stats: GalleryStats  # every query's score distribution over this index (fusion.py)
 
     @property
     def version(self) -> str:
         return self.manifest.version
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        """The stored unit vectors of `rows` [len(rows), dim]."""
+        if not len(rows):
+            return np.zeros((0, self.index.d), dtype=np.float32)
+        return self.index.reconstruct_batch(np.ascontiguousarray(rows, dtype=np.int64))
 
     @classmethod
     def load(cls, store: ObjectStore, pointer: versions.Pointer, model_name: str, model_hash: str) -> LiveIndex:
@@ -66,5 +78,8 @@ class LiveIndex:
         index = vector_index.deserialize(versions.read_file(store, manifest, "index.faiss"))
         if index.ntotal != len(products) or index.ntotal != manifest.counts.get("indexed"):
             raise versions.VersionError(f"version {manifest.version}: index and metadata disagree on the count")
-        return cls(pointer, manifest, index, products,
-                   {products[row]["product_id"]: row for row in range(len(products))})
+        rows = {products[row]["product_id"]: row for row in range(len(products))}
+        sample = np.random.default_rng(0).permutation(index.ntotal)[:STATS_SAMPLE]
+        return cls(pointer, manifest, index, products, rows,
+                   GalleryStats.of(index.reconstruct_batch(np.sort(sample)) if len(sample) else
+                                   np.zeros((1, index.d), dtype=np.float32)))

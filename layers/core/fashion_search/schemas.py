@@ -26,6 +26,9 @@ class SearchRequest(BaseModel):
     alpha: float = Field(default=0.5, ge=0.0, le=1.0, allow_inf_nan=False,
                          description="Weight of the image when both are given: 0 = text only, 1 = image only.")
     top_k: int = Field(default=10, ge=1, le=100, strict=True, description="How many products to return.")
+    collapse_duplicates: bool = Field(
+        default=True, strict=True,
+        description="One slot per photo: products with the same image (or near-identical vectors) appear once.")
 
 
 class SearchHit(BaseModel):
@@ -34,13 +37,20 @@ class SearchHit(BaseModel):
     image_url: str | None = Field(description="Thumbnail URL (WebP, at most 320 px).")
     price: float | None
     category: str | None
-    similarity_score: float = Field(description="Cosine similarity between the query and the product, in [-1, 1].")
+    similarity_score: float = Field(description="Cosine similarity between the query and the product, in [-1, 1] "
+                                                "(for a hybrid query, with the normalised alpha-weighted mix).")
+    relevance: float | None = Field(
+        description="Calibrated probability, in [0, 1], that the product is what the query asks for; comparable "
+                    "across text, photo and hybrid queries. null when the model bundle is not calibrated.")
 
 
 class SearchResponse(BaseModel):
     results: list[SearchHit]
     query_time: float = Field(description="Milliseconds spent encoding the query and searching the index.")
     total_results: int
+    good_match: bool | None = Field(
+        description="Whether the best result reaches the model's close-match threshold: false means no product "
+                    "matches well and the results are only the nearest ones. null when the bundle is not calibrated.")
     alpha_used: float = Field(description="The image weight applied: 0 for text-only, 1 for image-only queries.")
     search_type: Literal["text", "image", "hybrid"]
     index_version: str
@@ -88,7 +98,9 @@ def image_url(product: dict[str, Any], base: str) -> str | None:
 def search_response(result: SearchResult, thumbnail_base: str) -> SearchResponse:
     hits = [SearchHit(product_id=h.product["product_id"], title=h.product["title"],
                       image_url=image_url(h.product, thumbnail_base), price=h.product.get("price"),
-                      category=h.product.get("category"), similarity_score=h.score) for h in result.hits]
+                      category=h.product.get("category"), similarity_score=h.score,
+                      relevance=None if h.relevance is None else round(h.relevance, 4)) for h in result.hits]
     return SearchResponse(results=hits, query_time=round(result.query_ms, 3), total_results=len(hits),
+                          good_match=result.good_match,
                           alpha_used=result.alpha_used, search_type=result.search_type,
                           index_version=result.version)

@@ -18,10 +18,13 @@ from typing import Any, Literal
 import numpy as np
 
 from . import vector_index, versions
+from .calibration import relevance
 from .config import Settings
-from .embedder import Embedder, l2_normalize
+from .duplicates import first_of_each
+from .embedder import Embedder
 from .embedding_cache import EmbeddingCache, content_key
 from .errors import FashionSearchError
+from .fusion import candidate_vector, hybrid_order, seed_vector
 from .images import decode_image
 from .live_index import LiveIndex
 from .store import open_store
@@ -29,6 +32,9 @@ from .store import open_store
 logger = logging.getLogger(__name__)
 
 SearchType = Literal["text", "image", "hybrid"]
+
+# A hybrid query ranks this many neighbours of its candidate vector by the soft AND (fusion.py).
+HYBRID_CANDIDATES = 256
 
 
 class NotReady(FashionSearchError):
@@ -45,17 +51,20 @@ class Query:
     image: bytes | None = None  # JPEG, PNG or WebP bytes
     alpha: float = 0.5  # weight of the image in a hybrid query
     top_k: int = 10
+    collapse_duplicates: bool = True  # one slot per image (duplicates.py)
 
 
 @dataclass(frozen=True)
 class Hit:
     product: dict[str, Any]
-    score: float  # cosine similarity with the query vector
+    score: float  # cosine similarity with the query vector (the seed's fused vector for hybrid queries)
+    relevance: float | None  # calibrated, in [0, 1]; None when the bundle is not calibrated
 
 
 @dataclass(frozen=True)
 class SearchResult:
     hits: list[Hit]
+    good_match: bool | None  # the best hit reaches the bundle's threshold; None: bundle not calibrated
     search_type: SearchType
     alpha_used: float
     query_ms: float
@@ -126,28 +135,53 @@ class SearchService:
         text = query.text.strip() if query.text else ""
         if not text and not query.image:
             raise EmptyQuery("give a text, an image, or both")
-        parts: list[tuple[np.ndarray, bool]] = []
+        text_vector = image_vector = None
+        cached = 0
         if text:
-            parts.append(self.cache.get_or_compute(
-                content_key("text", text.encode()), lambda: self.embedder.encode_texts([text])[0]))
+            text_vector, hit = self.cache.get_or_compute(
+                content_key("text", text.encode()), lambda: self.embedder.encode_texts([text])[0])
+            cached += hit
         if query.image:
             image = query.image
-            parts.append(self.cache.get_or_compute(
-                content_key("image", image), lambda: self.embedder.encode_images([decode_image(image)])[0]))
-        if text and query.image:
-            search_type: SearchType = "hybrid"
-            alpha = query.alpha
-            vector = alpha * parts[1][0] + (1.0 - alpha) * parts[0][0]
+            image_vector, hit = self.cache.get_or_compute(
+                content_key("image", image), lambda: self.embedder.encode_images([decode_image(image)])[0])
+            cached += hit
+        search_type: SearchType = "hybrid" if text and query.image else "text" if text else "image"
+        alpha = query.alpha if search_type == "hybrid" else float(search_type == "image")
+        hits = self._rank(live, text_vector, image_vector, alpha, query)
+        calibration = self.embedder.spec.calibration
+        good_match = None if calibration is None else bool(hits and hits[0].relevance >= calibration.threshold(alpha))
+        encoded = (text_vector is not None) + (image_vector is not None)
+        return SearchResult(hits, good_match, search_type, alpha, (time.perf_counter() - started) * 1000.0,
+                            cached, encoded - cached, live.version)
+
+    def _rank(self, live: LiveIndex, text: np.ndarray | None, image: np.ndarray | None, alpha: float,
+              query: Query) -> list[Hit]:
+        """Neighbours in the index, the soft AND for hybrid queries, relevance, duplicates collapsed."""
+        fetch = 2 * query.top_k + 10 if query.collapse_duplicates else query.top_k
+        if text is not None and image is not None:
+            probe = candidate_vector(image, text, alpha, live.stats)
+            _, ids = vector_index.search(live.index, probe[None, :], max(fetch, HYBRID_CANDIDATES))
+            rows = ids[0][ids[0] >= 0]
+            vectors = live.vectors(rows)
+            order = hybrid_order(image, text, alpha, live.stats, vectors)
+            rows, vectors = rows[order], vectors[order]
+            image_cos, text_cos = vectors @ image, vectors @ text
+            scores = vectors @ seed_vector(image, text, alpha)
         else:
-            search_type = "text" if text else "image"
-            alpha = 0.0 if text else 1.0
-            vector = parts[0][0]
-        scores, rows = vector_index.search(live.index, l2_normalize(vector[None, :]), query.top_k)
-        hits = [Hit(live.products[row], float(score)) for score, row in zip(scores[0], rows[0], strict=True)
-                if row >= 0]
-        cached = sum(was_cached for _, was_cached in parts)
-        return SearchResult(hits, search_type, alpha, (time.perf_counter() - started) * 1000.0,
-                            cached, len(parts) - cached, live.version)
+            vector = text if text is not None else image
+            found, ids = vector_index.search(live.index, vector[None, :], fetch)
+            rows, scores = ids[0][ids[0] >= 0], found[0][ids[0] >= 0]
+            vectors = live.vectors(rows) if query.collapse_duplicates else None
+            image_cos, text_cos = (scores, None) if text is None else (None, scores)
+        products = [live.products[row] for row in rows]
+        keep = (first_of_each([p.get("thumbnail") for p in products], vectors, query.top_k)
+                if query.collapse_duplicates else list(range(min(query.top_k, len(rows)))))
+        calibration = self.embedder.spec.calibration
+        relevances = (relevance(calibration, image_cosine=image_cos, text_cosine=text_cos, alpha=alpha)
+                      if calibration else None)
+        return [Hit(products[i], float(scores[i]), None if relevances is None else float(relevances[i]))
+                for i in keep]
 
     def product(self, product_id: str) -> dict[str, Any] | None:
         self.maybe_refresh()
