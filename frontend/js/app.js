@@ -11,7 +11,7 @@ const els = {
   preview: $("preview"), previewImg: $("preview-img"), previewCaption: $("preview-caption"),
   removePhoto: $("remove-photo"), blend: $("blend"), blendHelp: $("blend-help"), alpha: $("alpha"), alphaValue: $("alpha-value"),
   topK: $("top-k"), error: $("error"), results: $("results"), summary: $("summary"),
-  empty: $("empty"), grid: $("grid"), status: $("status"), footer: $("footer-info"),
+  empty: $("empty"), noMatch: $("no-match"), grid: $("grid"), status: $("status"), footer: $("footer-info"),
   details: $("details"), detailsBody: $("details-body"),
 };
 
@@ -74,6 +74,7 @@ function setLoading(loading) {
   if (!loading) return;
   hideError();
   els.empty.hidden = true;
+  els.noMatch.hidden = true;
   els.summary.textContent = "Searching…";
   // Re-ranking keeps the current cards in place; a first search shows placeholders.
   if (!els.grid.querySelector(".card")) renderSkeletons(els.grid, Math.min(Number(els.topK.value), 12));
@@ -92,11 +93,15 @@ function showResults(response) {
     ? `${formatCount(count)} ${count === 1 ? "product" : "products"} · ${kind} · ${response.query_time < 1 ? "<1" : Math.round(response.query_time)} ms`
     : "";
   if (!count) setEmpty("No products matched.", "Try other words or another photo.");
+  // good_match null: the model is not calibrated, so the page cannot tell; it says nothing.
+  els.noMatch.hidden = !(count && response.good_match === false);
+  els.grid.classList.toggle("weak", Boolean(count && response.good_match === false));
 }
 
 function showFailure(message) {
   state.searched = true;
   els.grid.replaceChildren();
+  els.noMatch.hidden = true;
   els.summary.textContent = "";
   showError(message);
 }

@@ -19,15 +19,21 @@ function h(tag, props = {}, ...children) {
 const formatPrice = (price) => (typeof price === "number" ? priceFormat.format(price) : null);
 export const formatCount = (count) => numberFormat.format(count);
 
-/** Cosine similarity as a percent for the badge and bar: negatives count as 0. */
-const similarityPercent = (score) => Math.round(Math.min(1, Math.max(0, score)) * 100);
+/** The badge and bar: the calibrated relevance when the model has one, else the cosine (negatives as 0). */
+const matchPercent = (hit) => Math.round(Math.min(1, Math.max(0, hit.relevance ?? hit.similarity_score)) * 100);
+
+const matchTooltip = (hit) => (hit.relevance === null || hit.relevance === undefined
+  ? `Cosine similarity between your search and this product: ${hit.similarity_score.toFixed(3)}`
+  : `How likely this product is what you asked for: ${Math.round(hit.relevance * 100)}% `
+    + `(cosine similarity ${hit.similarity_score.toFixed(3)})`);
 
 export function renderCards(grid, results) {
   grid.replaceChildren(...results.map((hit, rank) => {
-    const percent = similarityPercent(hit.similarity_score);
+    const percent = matchPercent(hit);
     const price = formatPrice(hit.price);
-    const tooltip = `Cosine similarity between your search and this product: ${hit.similarity_score.toFixed(3)}`;
-    return h("li", { "data-product-id": hit.product_id, "data-score": hit.similarity_score },
+    const tooltip = matchTooltip(hit);
+    return h("li", { "data-product-id": hit.product_id, "data-score": hit.similarity_score,
+      "data-relevance": hit.relevance ?? null },
       h("button", { type: "button", className: "card", "data-rank": rank + 1 },
         h("span", { className: "card-media" },
           hit.image_url ? h("img", { src: hit.image_url, alt: "", decoding: "async" }) : null,
