@@ -19,6 +19,7 @@ import io
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -84,8 +85,18 @@ def _recorded(info: dict[str, Any], key: str) -> dict[str, float] | None:
     return {k: float(v) for k, v in values.items() if isinstance(v, int | float)}
 
 
-def run_section(ctx: Context, results: dict[str, Any]) -> dict[str, Any]:
-    from model_export.evaluate import SPLITS, encode_gallery, evaluate_vectors
+@dataclass(frozen=True)
+class BuiltGallery:
+    """The build section's index, in feed order: what the quality sections measure."""
+
+    feed_products: int
+    products: list[Any]  # model_export.starter.data.Product, the indexed ones in feed order
+    vectors: np.ndarray  # their stored embeddings
+    index: Any  # the faiss index, rows in the index's order
+    to_feed: np.ndarray  # index row -> position in `products`
+
+
+def built_gallery(ctx: Context, results: dict[str, Any]) -> BuiltGallery:
     from model_export.starter.data import load_products
 
     store = open_store(results["build"]["store"])
@@ -102,8 +113,15 @@ def run_section(ctx: Context, results: dict[str, Any]) -> dict[str, Any]:
     order = np.array([row_of[p.id] for p in products])
     to_feed = np.empty(len(order), dtype=np.int64)
     to_feed[order] = np.arange(len(order))
-    gallery = embeddings[order]
     index = vector_index.deserialize(versions.read_file(store, manifest, "index.faiss"))
+    return BuiltGallery(len(feed), products, embeddings[order], index, to_feed)
+
+
+def run_section(ctx: Context, results: dict[str, Any]) -> dict[str, Any]:
+    from model_export.evaluate import SPLITS, encode_gallery, evaluate_vectors
+
+    built = built_gallery(ctx, results)
+    products, gallery, index, to_feed = built.products, built.vectors, built.index, built.to_feed
     stored_ef = index.hnsw.efSearch
     shipped = Embedder(ctx.model, batch_size=64)
 
@@ -127,7 +145,7 @@ def run_section(ctx: Context, results: dict[str, Any]) -> dict[str, Any]:
         log(f"quality: image tower static int8 not evaluated: {int8_skipped}")
     info = read_bundle(ctx.model).info
     return {"variants": variants, "stored_ef": stored_ef, "picked_ef": picked, "products": len(products),
-            "feed_products": len(feed),
+            "feed_products": built.feed_products,
             "splits": {name: {"rule": rule, "held_out": exact[name]["held_out"]} for name, rule in SPLITS.items()},
             "weights": {tower: weights_of(ctx.model / f"{tower}.onnx") for tower in ("text", "image")},
             "image_int8_skipped": int8_skipped,

@@ -15,11 +15,12 @@ SECTIONS = (
     ("cold_start", "4. Cold start"),
     ("build", "5. Build"),
     ("quality", "6. Quality"),
-    ("cost", "7. Cost"),
+    ("hybrid", "7. Hybrid search and relevance"),
+    ("cost", "8. Cost"),
 )
 NOT_MEASURED = """\
 - **AWS itself.** There is no AWS account on this machine: Lambda figures are extrapolations from local
-  measurements with the assumptions stated in sections 4 and 7; the container image's own start
+  measurements with the assumptions stated in sections 4 and 8; the container image's own start
   (Lambda pulling and lazily loading the image) is not in any figure.
 - **Real CLIP weights.** The hub is not reachable, so ViT-B/32 runs with random weights: its latency
   and file sizes are the real architecture's, its retrieval quality is meaningless (section 6 uses the

@@ -1,0 +1,106 @@
+"""Hybrid search and relevance: composed queries by alpha, before and after, and good_match rates.
+
+Composed queries (model_export.composed): the photo of a product of the time split + "in <colour>" or
+"for <gender>", over the build section's gallery, exact search. Before: the seed's mix of the two
+vectors, for the shipped bundle and the previous starter (encoded here: the bundle the issue measured
+on). After: the soft AND the service runs. good_match: the shipped bundle's calibration on the time
+split's attribute queries, junk queries and new photos.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.common import Context, image_link, log, plot_path, save_figure, table
+from bench.encoders import PREVIOUS_COMMIT, previous_starter
+from bench.quality import built_gallery
+from fashion_search.embedder import Embedder
+
+
+def run_section(ctx: Context, results: dict[str, Any]) -> dict[str, Any]:
+    from model_export.composed import evaluate_composed, evaluate_good_match
+    from model_export.evaluate import encode_gallery
+
+    built = built_gallery(ctx, results)
+    shipped = Embedder(ctx.model, batch_size=64)
+    log(f"hybrid: composed queries over {len(built.products):,} products, shipped bundle")
+    out: dict[str, Any] = {"products": len(built.products),
+                           "shipped": evaluate_composed(built.products, built.vectors, shipped.encode_texts)}
+    calibration = shipped.spec.calibration
+    out["good_match"] = (evaluate_good_match(calibration, built.products, built.vectors, shipped.encode_texts)
+                         if calibration else None)
+    previous, skipped = previous_starter()
+    if previous is None:
+        out["previous_skipped"] = skipped
+    else:
+        log(f"hybrid: previous starter ({PREVIOUS_COMMIT}): encoding {len(built.products):,} photos")
+        old = Embedder(previous, batch_size=64)
+        out["previous"] = evaluate_composed(built.products, encode_gallery(old, built.products, log=False),
+                                            old.encode_texts)
+    return out
+
+
+def _lines(result: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+    """(label, composed report, fusion) for each curve: before first."""
+    lines = []
+    if "previous" in result:
+        lines.append((f"previous starter ({PREVIOUS_COMMIT}), seed's mix", result["previous"], "seed mix"))
+    lines += [("shipped starter, seed's mix (before)", result["shipped"], "seed mix"),
+              ("shipped starter, soft AND (after)", result["shipped"], "soft AND")]
+    return lines
+
+
+def plot(result: dict[str, Any], ctx: Context) -> Any:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for label, report, fusion in _lines(result):
+        alphas = [float(a) for a in report[fusion]]
+        ax.plot(alphas, [v["all"] for v in report[fusion].values()], marker="o", label=label,
+                linestyle="--" if fusion == "seed mix" else "-")
+    k = result["shipped"]["k"]
+    ax.set_xlabel("alpha (0 = text only, 1 = photo only)")
+    ax.set_ylabel(f"P@{k}")
+    ax.set_title(f"Composed queries ({result['shipped']['queries']}): photo + modifier", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    path = plot_path(ctx, "hybrid_alpha.png")
+    save_figure(fig, path)
+    return path
+
+
+def render(result: dict[str, Any], ctx: Context) -> str:
+    composed = result["shipped"]
+    k = composed["k"]
+    kinds = ", ".join(f"{n} {kind}" for kind, n in composed["by_kind"].items())
+    lines = _lines(result)
+    rows = [[alpha, *(f"{report[fusion][alpha]['all']:.3f}" for _, report, fusion in lines)]
+            for alpha in composed["soft AND"]]
+    after = composed["soft AND"]
+    best = max(after, key=lambda a: after[a]["all"])
+    parts = [
+        f"Composed queries over the build's {result['products']:,} products ({composed['queries']}: {kinds}); a "
+        f"photo of a product of the time split plus a modifier, relevant = what both halves ask for; P@{k}, "
+        "exact search (`python -m model_export.evaluate` prints the same table).",
+        table(["alpha", *(label for label, _, _ in lines)], rows, right=range(1, len(lines) + 1)),
+        f"After: P@{k} **{after['0.5']['all']:.3f}** at the default alpha 0.5 against text only "
+        f"{after['0.0']['all']:.3f} and photo only {after['1.0']['all']:.3f}; best alpha {best} "
+        f"({after[best]['all']:.3f}). By modifier at 0.5: "
+        + ", ".join(f"{kind} {after['0.5'][kind]:.3f}" for kind in composed["by_kind"]) + ".",
+        image_link(ctx, plot(result, ctx), "P@10 of composed queries against alpha"),
+    ]
+    if "previous_skipped" in result:
+        parts.append(f"The previous starter was not measured: {result['previous_skipped']}.")
+    good = result.get("good_match")
+    if good:
+        parts.append(table(
+            ["good_match", "share", "queries"],
+            [["real shopper text queries (time split's attribute queries) → true", f"{good['real_good_match']:.1%}",
+              good["real_queries"]],
+             ["junk text queries (nonsense, out of catalog) → false", f"{good['junk_no_match']:.1%}",
+              good["junk_queries"]],
+             ["new photos (time split, themselves left out) → true", f"{good['photo_good_match']:.1%}",
+              good["photo_queries"]]], right=(1, 2)))
+    else:
+        parts.append("The bundle is not calibrated: no good_match figures (`fashion-search calibrate`).")
+    return "\n\n".join(parts)
