@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import cost, encoders, quality, report, search
+from bench import cost, encoders, hybrid, quality, report, search
 from bench.cold_start import products_jsonl
 from bench.common import Context
 from tests.conftest import FASHION_FEED
@@ -141,6 +141,21 @@ def _encoder_rows(previous: bool) -> list[dict]:
                              "threads": 1, "file_mb": 10.0, "p50": value * batch, "p95": value * batch * 1.2,
                              "n": 8, "baseline_p50": p50["baseline"][tower == "image"] * batch})
     return rows
+
+
+def test_hybrid_section_compares_fusions_by_alpha(ctx: Context, fashion_store: Path) -> None:
+    result = hybrid.run_section(ctx, {"build": {"store": str(fashion_store), "products": 400}})
+    composed = result["shipped"]
+    assert composed["queries"] > 0 and list(composed["soft AND"]) == [f"{a / 10:.1f}" for a in range(11)]
+    for fusion in ("seed mix", "soft AND"):  # the ends of the slider are the same search for both fusions
+        assert composed[fusion]["0.0"] == composed["soft AND"]["0.0"]
+        assert composed[fusion]["1.0"] == composed["soft AND"]["1.0"]
+    assert 0.0 <= result["good_match"]["junk_no_match"] <= 1.0  # conftest calibrates the tiny bundle
+    served = result["served"]
+    assert served["top10_sharing_a_photo"]["collapsed"] == 0 and 0.0 <= served["P@10_alpha_0.5"] <= 1.0
+    markdown = hybrid.render(result, ctx)
+    assert "| alpha |" in markdown and "soft AND (after)" in markdown and (ctx.plots / "hybrid_alpha.png").is_file()
+    assert ("previous" in result) != ("previous_skipped" in result)
 
 
 def test_encoders_compare_the_starter_with_the_previous_one(ctx: Context) -> None:

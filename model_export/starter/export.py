@@ -330,6 +330,13 @@ DummyJSON queries (top 3 titles):
 
 {dj_examples}
 
+## Relevance calibration
+
+`bundle.json` carries this bundle's calibration (`fashion-search calibrate`, run by the export): per
+modality a logistic fit of P(relevant | cosine) on the hash split over the whole feed, and the
+good_match thresholds on the best result's relevance (README, "Calibration"). The search API's
+`relevance` and `good_match` come from it; `similarity_score` stays the raw cosine.
+
 ## Licences
 
 - all-MiniLM-L6-v2 weights and tokenizer: Apache-2.0 (sentence-transformers; shipped here via the

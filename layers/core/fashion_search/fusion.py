@@ -37,10 +37,10 @@ class GalleryStats:
 
     @classmethod
     def of(cls, vectors: np.ndarray) -> GalleryStats:
-        vectors = np.asarray(vectors, dtype=np.float64)
-        mean = vectors.mean(0)
-        centred = vectors - mean
-        return cls(mean, centred.T @ centred / max(1, len(vectors) - 1))
+        vectors = np.asarray(vectors, dtype=np.float32)  # float32 products: ~2x faster, ample precision
+        mean = vectors.mean(0, dtype=np.float64)
+        centred = vectors - mean.astype(np.float32)
+        return cls(mean, (centred.T @ centred).astype(np.float64) / max(1, len(vectors) - 1))
 
     def spread(self, query: np.ndarray) -> float:
         """Standard deviation of query · g over the gallery."""
