@@ -30,8 +30,9 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 setup: $(VENV)/.runtime
 setup-dev: $(VENV)/.dev
 
+# Each run adds a version; --keep 2 keeps the new one and the one before it (and clears dead builds).
 demo: setup
-	$(BIN)/fashion-search build --catalog "$(CATALOG)" --store "$(STORE)" --model "$(MODEL)"
+	$(BIN)/fashion-search build --catalog "$(CATALOG)" --store "$(STORE)" --model "$(MODEL)" --keep 2
 	@printf '\n  Search page: http://$(HOST):$(PORT)/   (Ctrl-C stops the server)\n\n'
 	@# Open a browser once the server listens, where there is a desktop to show it on.
 	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = Darwin ]; then \

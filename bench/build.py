@@ -1,7 +1,8 @@
 """Build: `fashion-search build` of the fashion feed with the starter model (products per second,
 time per stage), and incremental rebuilds after 1% of the products got new photos.
 
-The feed is copied with absolute image paths into the work folder; "new photos" are the same
+The feed is copied with absolute image paths into the work folder (the builds allow images under the
+shared data folder: `--allow-images-under`); "new photos" are the same
 pictures re-encoded as JPEG quality 90, so their bytes (and vectors) differ and must be encoded
 again. The first build's store is what the later sections search, load and measure.
 """
@@ -20,7 +21,7 @@ from typing import Any
 from PIL import Image
 
 from bench.common import Context, log, percentiles, speed, table
-from bench.e2e import CLI
+from bench.e2e import CLI, DATA
 
 CHANGED_SHARE = 0.01
 _STAGE = re.compile(r"^(?P<stage>.+?): done in (?P<seconds>[\d.]+)s")
@@ -63,8 +64,8 @@ def cli_build(catalog: Path, store: Path, model: Path) -> dict[str, Any]:
     """One `fashion-search build` in a subprocess: its JSON summary, stage times from its progress
     lines, and the wall time including process start and model load."""
     started = time.perf_counter()
-    proc = subprocess.run([CLI, "build", "--catalog", str(catalog), "--store", str(store), "--model", str(model)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run([CLI, "build", "--catalog", str(catalog), "--store", str(store), "--model", str(model),
+                           "--allow-images-under", str(DATA)], capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"fashion-search build failed:\n{proc.stderr[-3000:]}")

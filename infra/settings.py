@@ -67,8 +67,11 @@ class Settings:
             raise ValueError(f"builderTimeoutMinutes {self.builder_timeout_min}: Lambda allows 1-15")
         for origin in self.allowed_origins:
             _check_origin(origin)
-        if urlsplit(self.catalog_url).scheme not in ("http", "https", "s3"):
-            raise ValueError(f"catalogUrl {self.catalog_url!r}: expected an http(s):// or s3:// URL")
+        # The builder reads a deployed catalog as a products API over http(s), and its role may read only
+        # the index prefix: an s3:// catalog would fail at the first scheduled build, so it fails here.
+        if urlsplit(self.catalog_url).scheme not in ("http", "https"):
+            raise ValueError(f"catalogUrl {self.catalog_url!r}: expected the http(s):// URL of a DummyJSON- or "
+                             "FakeStore-style products API (the builder cannot read s3:// or other catalogs)")
         if self.catalog_limit is not None and self.catalog_limit < 1:
             raise ValueError(f"catalogLimit {self.catalog_limit}: must be positive")
         if self.keep_versions < 1:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,12 +27,14 @@ FASHION_IMAGES = DATA / "fashion" / "images"
 
 
 def write_feed(path: Path, count: int, start: int = 0) -> Path:
-    """A feed of `count` fashion products (from line `start`) whose images are absolute paths."""
+    """A feed of `count` fashion products (from line `start`), their photos copied beside it as the
+    fashion feed has them (images/<id>.jpg): self-contained, as the builder wants a feed's local images
+    (inside its folder, unless the operator allows more)."""
     with FASHION_FEED.open() as source:
         lines = [json.loads(line) for _, line in zip(range(start + count), source, strict=False)][start:]
+    (path.parent / "images").mkdir(parents=True, exist_ok=True)
     for line in lines:
-        line["image"] = str(DATA / "fashion" / line["image"])
-    path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(FASHION_FEED.parent / line["image"], path.parent / line["image"])
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return path
 

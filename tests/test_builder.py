@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ from fashion_search import vector_index, versions
 from fashion_search.builder import BuildError, BuildOptions, BuildSummary, build_index
 from fashion_search.embedder import Embedder
 from fashion_search.fetch import FetchError, FetchOptions
-from fashion_search.store import ObjectStore, open_store
+from fashion_search.store import LocalStore, ObjectStore, open_store
 from tests.conftest import DATA
 from tests.replica import Fault, Replica
 
@@ -162,12 +164,15 @@ def test_failed_builds_never_move_the_pointer(fakestore: Replica, tmp_path: Path
 
 def test_prune_keeps_the_newest_versions_and_their_thumbnails(fakestore: Replica, tmp_path: Path,
                                                                tiny_bundle: Path) -> None:
-    store = open_store(tmp_path / "store")
+    store = LocalStore(tmp_path / "store")
     build(fakestore.products_url, store, tiny_bundle)
     old_thumbs = {r["thumbnail"] for r in rows(store, live(store), "records.jsonl")}
     fakestore.files[fakestore.image_path(fakestore.products[0])] = DATA / "fashion" / "images" / "10000.jpg"
     built = [build(fakestore.products_url, store, tiny_bundle).version for _ in range(3)]
     store.put(versions.version_key("00000000T000000000000Z-dead00", "index.faiss"), b"dead build")
+    two_hours_ago = time.time() - 7200  # untouched for longer than the grace period: a dead build
+    os.utime(store.path(versions.version_key("00000000T000000000000Z-dead00", "index.faiss")),
+             (two_hours_ago, two_hours_ago))
     store.put(versions.version_key("99999999T000000000000Z-busy00", "index.faiss"), b"in progress")
 
     report = versions.prune(store, keep=2)
@@ -187,4 +192,5 @@ def test_build_option_keep_prunes_after_publishing(fakestore: Replica, tmp_path:
     for _ in range(3):
         summary = build(fakestore.products_url, store, tiny_bundle, BuildOptions(keep_versions=1))
     assert list(versions.list_versions(store)) == [summary.version]
-    assert summary.pruned == {"versions_deleted": 1, "versions_kept": 1, "thumbnails_deleted": 0}
+    assert summary.pruned == {"versions_deleted": 1, "versions_kept": 1, "thumbnails_deleted": 0,
+                              "temp_files_deleted": 0}

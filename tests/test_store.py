@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import boto3
@@ -36,6 +37,17 @@ def test_put_get_exists_list_delete(store: ObjectStore) -> None:
     assert list(store.list("versions/")) == ["versions/b/x.bin"]
     with pytest.raises(KeyNotFound):
         store.get("versions/a/y.bin")
+
+
+def test_modification_times_and_leftovers(store: ObjectStore) -> None:
+    """What prune tells dead builds by: when an object was written, and what killed writes left."""
+    before = time.time()
+    store.put("versions/a/x.bin", b"x")
+    assert before - 5 <= store.last_modified("versions/a/x.bin") <= time.time() + 5
+    with pytest.raises(KeyNotFound):
+        store.last_modified("versions/a/missing")
+    assert store.remove_stale_temporaries(time.time() + 60) == 0  # clean puts leave nothing behind
+    assert list(store.list()) == ["versions/a/x.bin"]
 
 
 def test_large_objects_round_trip(store: ObjectStore) -> None:

@@ -1,7 +1,8 @@
 """Lambda entry point of the index builder (scheduled reindex, or invoked by hand).
 
 Configuration comes from the environment (FASHION_SEARCH_STORE, _CATALOG, _MODEL, _KEEP_VERSIONS,
-_LIMIT); an invocation event may override `catalog` and `limit`, e.g. {"catalog": "https://..."}.
+_LIMIT, and _IMAGE_HOSTS: comma-separated hosts image URLs must be on, default any); an invocation
+event may override `catalog` and `limit`, e.g. {"catalog": "https://..."}.
 """
 
 import asyncio
@@ -14,6 +15,7 @@ from aws_lambda_powertools import Logger
 from fashion_search.builder import BuildOptions, build_index
 from fashion_search.config import ENV_PREFIX, Settings
 from fashion_search.embedder import Embedder
+from fashion_search.fetch import FetchOptions
 from fashion_search.progress import Progress
 from fashion_search.store import open_store
 
@@ -29,7 +31,9 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
         raise ValueError(f"no catalog: set {ENV_PREFIX}CATALOG or invoke with {{\"catalog\": \"...\"}}")
     limit = event.get("limit") or os.environ.get(f"{ENV_PREFIX}LIMIT")
     keep = os.environ.get(f"{ENV_PREFIX}KEEP_VERSIONS", "5")
-    options = BuildOptions(limit=int(limit) if limit else None, keep_versions=int(keep) if keep else None)
+    hosts = tuple(h.strip() for h in os.environ.get(f"{ENV_PREFIX}IMAGE_HOSTS", "").split(",") if h.strip())
+    options = BuildOptions(limit=int(limit) if limit else None, keep_versions=int(keep) if keep else None,
+                           fetch=FetchOptions(image_hosts=hosts))
     summary = asyncio.run(build_index(catalog, open_store(settings.store), Embedder(settings.model), options,
                                       Progress()))
     result = dataclasses.asdict(summary)

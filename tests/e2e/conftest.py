@@ -66,6 +66,7 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Catalog:
 def store(catalog: Catalog, tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("e2e-store")
     built = subprocess.run([CLI, "build", "--catalog", str(catalog.feed), "--store", str(folder),
+                            "--allow-images-under", str(FASHION_FEED.parents[1]),
                             "--model", str(tiny_bundle), "--quiet"], capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr
     assert json.loads(built.stdout)["products_indexed"] == len(catalog.products)
@@ -145,7 +146,9 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     """A fresh desktop-sized page; fails the test if the page's scripts threw."""
-    context = browser.new_context(viewport=DESKTOP, locale="en-US")
+    # Playwright's wait_for_function evaluates its predicate as a string in the page, which the page's CSP
+    # (no 'unsafe-eval') forbids: the tests bypass it; tests/test_hostile_http.py runs the page under it.
+    context = browser.new_context(viewport=DESKTOP, locale="en-US", bypass_csp=True)
     context.set_default_timeout(15_000)
     page = context.new_page()
     errors: list[str] = []

@@ -36,6 +36,7 @@ def starter_server(catalog: dict[str, dict], tmp_path_factory: pytest.TempPathFa
     feed = root / "feed.jsonl"
     feed.write_text("".join(json.dumps(p) + "\n" for p in catalog.values()))
     built = subprocess.run([CLI, "build", "--catalog", str(feed), "--store", str(root / "store"),
+                            "--allow-images-under", str(FASHION_FEED.parent),
                             "--model", str(STARTER), "--quiet"], capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stderr
     server = Server(root / "store", STARTER)

@@ -66,6 +66,7 @@ def test_origins_may_be_a_json_list_too() -> None:
     ({"allowedOrigins": "https://shop.example.com/search"}, "allowedOrigins"),
     ({"allowedOrigins": "shop.example.com"}, "allowedOrigins"),
     ({"catalogUrl": "ftp://example.com/feed"}, "catalogUrl"),
+    ({"catalogUrl": "s3://shop-feeds/catalog.json"}, "catalogUrl"),  # the builder reads http(s) only
     ({"keepVersions": "0"}, "keepVersions"),
     ({"reservedConcurrency": "2", "provisionedConcurrency": "3"}, "provisionedConcurrency"),
     ({"sameOriginApi": "maybe"}, "sameOriginApi"),

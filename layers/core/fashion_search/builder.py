@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import vector_index, versions
-from .catalog import Catalog, Product, Rejected, load_catalog
+from .catalog import Catalog, CatalogOptions, Product, Rejected, load_catalog
 from .embedder import Embedder
 from .errors import FashionSearchError
 from .fetch import Fetcher, FetchError, FetchOptions, is_url
@@ -36,9 +36,10 @@ class BuildError(FashionSearchError):
 
 @dataclass(frozen=True)
 class BuildOptions:
-    limit: int | None = None
+    limit: int | None = None  # read and index only the first N products
     hnsw: HnswParams = field(default_factory=HnswParams)
     fetch: FetchOptions = field(default_factory=FetchOptions)
+    catalog: CatalogOptions = field(default_factory=CatalogOptions)
     keep_versions: int | None = None  # prune after publishing, keeping this many versions
     incremental: bool = True
 
@@ -205,12 +206,11 @@ async def build_index(catalog_source: str, store: ObjectStore, embedder: Embedde
     version = versions.new_version_id()
     async with Fetcher(options.fetch) as fetcher:
         progress.stage(f"catalog {catalog_source}")
-        catalog: Catalog = await load_catalog(catalog_source, fetcher)
-        products = catalog.products[: options.limit] if options.limit is not None else catalog.products
+        catalog: Catalog = await load_catalog(catalog_source, fetcher, options.catalog, options.limit)
         progress.finish(f"{len(catalog.products):,} products ({catalog.kind}), {len(catalog.rejected)} rejected")
         previous = _load_previous(store, embedder.model_hash, progress) if options.incremental else _Previous()
         pipeline = _Pipeline(store, embedder, fetcher, previous, progress)
-        items, rejected = await pipeline.run(products)
+        items, rejected = await pipeline.run(catalog.products)
     rejected = catalog.rejected + rejected
     if not items:
         raise BuildError(f"no product of {catalog_source} could be indexed "

@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .bundle import default_bundle_dir
+from .catalog import CatalogOptions
 from .errors import FashionSearchError
 from .fetch import FetchOptions
 from .progress import Progress
+from .store.base import StoreError
 from .vector_index import HnswParams
+from .versions import DEAD_BUILD_SECONDS
 
 if TYPE_CHECKING:
     from .service import SearchResult, SearchService
@@ -38,7 +41,10 @@ def _build(args: argparse.Namespace) -> int:
     options = BuildOptions(
         limit=args.limit,
         hnsw=HnswParams(m=args.hnsw_m, ef_construction=args.ef_construction, ef_search=args.ef_search),
-        fetch=FetchOptions(concurrency=args.concurrency, timeout=args.timeout, retries=args.retries),
+        fetch=FetchOptions(concurrency=args.concurrency, timeout=args.timeout, retries=args.retries,
+                           image_hosts=tuple(args.image_host)),
+        catalog=CatalogOptions(max_products=args.max_products, max_pages=args.max_pages,
+                               image_roots=tuple(Path(d) for d in args.allow_images_under)),
         keep_versions=args.keep,
         incremental=not args.full,
     )
@@ -53,7 +59,7 @@ def _prune(args: argparse.Namespace) -> int:
     from .store import open_store
     from .versions import prune
 
-    _print_json(prune(open_store(args.store), args.keep))
+    _print_json(prune(open_store(args.store), args.keep, grace_seconds=args.grace_minutes * 60))
     return 0
 
 
@@ -81,7 +87,10 @@ def _serve(args: argparse.Namespace) -> int:
     index = (f"index {live.version} ({len(live.products):,} products)" if live
              else f"NO INDEX YET ({service.health()['problem']})")
     print(f"serving {server.url}/ : {index}, model {service.embedder.name}; Ctrl-C stops", file=sys.stderr, flush=True)
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    finally:
+        server.stop()
     return 0
 
 
@@ -179,6 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--concurrency", type=_positive, default=FetchOptions.concurrency)
     build.add_argument("--timeout", type=float, default=FetchOptions.timeout, help="seconds per request")
     build.add_argument("--retries", type=int, default=FetchOptions.retries)
+    build.add_argument("--allow-images-under", action="append", default=[], metavar="DIR",
+                       help="a feed's local images may also be in DIR (repeatable; by default only the feed's "
+                            "folder; a remote catalog never names local files)")
+    build.add_argument("--image-host", action="append", default=[], metavar="HOST",
+                       help="image URLs, redirects included, must be on HOST (repeatable; default: any host)")
+    build.add_argument("--max-products", type=_positive, default=CatalogOptions.max_products,
+                       help="refuse a catalog with more entries than this")
+    build.add_argument("--max-pages", type=_positive, default=CatalogOptions.max_pages,
+                       help="refuse an API catalog that needs more page requests than this")
     build.add_argument("--quiet", action="store_true", help="no progress on stderr")
     build.set_defaults(run=_build)
 
@@ -208,9 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, help_text) in MODEL_COMMANDS.items():
         commands.add_parser(name, help=help_text, add_help=False)  # parsed by _model_command
 
-    prune = commands.add_parser("prune", help="delete all but the last N index versions")
+    prune = commands.add_parser("prune", help="delete all but the last N index versions, and dead builds' leftovers")
     prune.add_argument("--store", required=True)
     prune.add_argument("--keep", type=_positive, required=True)
+    prune.add_argument("--grace-minutes", type=float, default=DEAD_BUILD_SECONDS / 60,
+                       help="incomplete versions and temporary files untouched for longer are a dead build's "
+                            "and are deleted (younger ones may be a build in progress)")
     prune.set_defaults(run=_prune)
     return parser
 
@@ -227,7 +248,7 @@ def _run(command: str, run: Callable[[argparse.Namespace], int], args: argparse.
     """Run a command; what the user can fix is one line on stderr (exit 2), never a traceback."""
     try:
         return run(args)
-    except (FashionSearchError, FileNotFoundError, ValueError) as exc:
+    except (FashionSearchError, StoreError, OSError, ValueError) as exc:
         print(f"fashion-search {command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

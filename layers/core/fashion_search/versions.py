@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -26,11 +28,15 @@ from pydantic import BaseModel, ValidationError
 from .errors import FashionSearchError
 from .store import KeyNotFound, ObjectStore
 
+logger = logging.getLogger(__name__)
+
 POINTER_KEY = "current.json"
 VERSIONS_PREFIX = "versions/"
 THUMBNAILS_PREFIX = "thumbnails/"
 MANIFEST = "manifest.json"
 IMMUTABLE = "public, max-age=31536000, immutable"
+# An incomplete version or a temporary file untouched for this long belongs to a dead build (see prune).
+DEAD_BUILD_SECONDS = 3600.0
 
 
 class VersionError(FashionSearchError):
@@ -91,7 +97,9 @@ def read_pointer(store: ObjectStore) -> Pointer | None:
     try:
         return Pointer.model_validate_json(raw)
     except ValidationError as exc:
-        raise VersionError(f"{store.uri}/{POINTER_KEY} is not a valid pointer: {exc}") from None
+        # The message may reach the public (/health): the store and the bytes go to the log only.
+        logger.error("%s/%s is not a valid pointer: %s; it holds %r", store.uri, POINTER_KEY, exc, raw[:1000])
+        raise VersionError(f"{POINTER_KEY} is not a valid pointer ({_invalid_fields(exc)})") from None
 
 
 def read_manifest(store: ObjectStore, version: str, expected_sha256: str | None = None) -> Manifest:
@@ -104,7 +112,14 @@ def read_manifest(store: ObjectStore, version: str, expected_sha256: str | None 
     try:
         return Manifest.model_validate_json(raw)
     except ValidationError as exc:
-        raise VersionError(f"version {version}: invalid manifest: {exc}") from None
+        logger.error("%s: version %s has an invalid manifest: %s", store.uri, version, exc)
+        raise VersionError(f"version {version}: invalid manifest ({_invalid_fields(exc)})") from None
+
+
+def _invalid_fields(exc: ValidationError) -> str:
+    """What is wrong with a document, field by field, without quoting it (it may hold anything)."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'document'}: {e['msg']}"
+                     for e in exc.errors(include_url=False, include_input=False))
 
 
 def read_file(store: ObjectStore, manifest: Manifest, name: str) -> bytes:
@@ -157,23 +172,47 @@ def _thumbnails_of(store: ObjectStore, version: str) -> Iterable[str]:
     return (json.loads(line)["thumbnail"] for line in lines if line)
 
 
-def prune(store: ObjectStore, keep: int) -> dict[str, int]:
-    """Delete all but the newest `keep` complete versions (never the live one), incomplete
-    versions older than the live one (dead builds), and thumbnails no kept version uses."""
+def _last_write(store: ObjectStore, version: str) -> float:
+    """When the newest file of a version was written (0 when it has none left)."""
+    times = [0.0]
+    for key in store.list(f"{VERSIONS_PREFIX}{version}/"):
+        try:
+            times.append(store.last_modified(key))
+        except KeyNotFound:  # deleted meanwhile
+            continue
+    return max(times)
+
+
+def prune(store: ObjectStore, keep: int, grace_seconds: float = DEAD_BUILD_SECONDS) -> dict[str, int]:
+    """Delete all but the newest `keep` complete versions (never the live one), dead builds, thumbnails
+    no kept version uses, and temporary files that killed writes left.
+
+    Which incomplete versions (no manifest) are dead: a build writes its version's files in one burst
+    at its very end, manifest last, so one whose newest file is older than `grace_seconds` was killed
+    (or ran out of memory or time). A younger one may be another process's upload in progress and is
+    left alone, be it older or newer than the live version (a build that started first can finish
+    last). Temporary files (local store) older than `grace_seconds` are dead writes too. Unused
+    thumbnails are deleted only when no incomplete version remains, as a build in progress may
+    reference them.
+    """
     if keep < 1:
         raise ValueError("keep must be at least 1")
+    if not grace_seconds >= 0:  # NaN too
+        raise ValueError(f"the grace period must be 0 or more seconds, got {grace_seconds}")
+    cutoff = time.time() - grace_seconds
     pointer = read_pointer(store)
     live = pointer.version if pointer else None
     versions = list_versions(store)
     complete = [v for v, done in versions.items() if done]
     kept = set(complete[-keep:]) | ({live} if live else set())
-    # Incomplete versions newer than the live one may be builds in progress: leave them.
     doomed = [v for v, done in versions.items()
-              if v not in kept and (done or (live is not None and v < live))]
+              if v not in kept and (done or _last_write(store, v) < cutoff)]
     for version in doomed:
         store.delete(list(store.list(f"{VERSIONS_PREFIX}{version}/")))
+    temporaries = store.remove_stale_temporaries(cutoff)
     used = {t for v in kept for t in _thumbnails_of(store, v)}
     in_progress = [v for v, done in versions.items() if not done and v not in doomed]
     stale = [] if in_progress else [k for k in store.list(THUMBNAILS_PREFIX) if k not in used]
     store.delete(stale)
-    return {"versions_deleted": len(doomed), "versions_kept": len(kept), "thumbnails_deleted": len(stale)}
+    return {"versions_deleted": len(doomed), "versions_kept": len(kept), "thumbnails_deleted": len(stale),
+            "temp_files_deleted": temporaries}

@@ -7,8 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..fetch import is_url
-
 
 def read_feed(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line number, raw product) per non-blank line; a line that is not a JSON object yields its error."""
@@ -21,16 +19,24 @@ def read_feed(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
             except json.JSONDecodeError as exc:
                 yield number, f"line {number} is not valid JSON ({exc.msg})"
                 continue
+            except (ValueError, RecursionError):  # a number of over 4,300 digits; nesting too deep
+                yield number, f"line {number} is JSON this reader refuses (too deeply nested, or a huge number)"
+                continue
             yield number, raw if isinstance(raw, dict) else f"line {number} is not a JSON object"
 
 
 def resolve_images(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """Make `image` and `images` absolute: relative paths resolve against the feed's folder."""
+    """Make local `image` and `images` paths absolute and real: relative ones resolve against the feed's
+    folder, and symlinks and '..' are followed, so that where a file really is can be checked.
+    URLs, and references of any other scheme (refused later), are left as they are."""
 
     def resolve(ref: Any) -> Any:
-        if not isinstance(ref, str) or not ref or is_url(ref):
+        if not isinstance(ref, str) or not ref or "://" in ref:
             return ref
-        return str((folder / ref).resolve())
+        try:
+            return str((folder / ref).resolve())
+        except (OSError, RuntimeError):  # a symlink loop: left relative, so no folder contains it
+            return ref
 
     out = dict(raw)
     out["image"] = resolve(raw.get("image"))

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from .base import KeyNotFound
 
+_TEMPORARY = ".*.tmp"  # the names put gives its temporary files: .<name>.<random>.tmp
+
 
 class LocalStore:
     def __init__(self, root: Path) -> None:
@@ -62,3 +64,21 @@ class LocalStore:
             while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
                 parent.rmdir()
                 parent = parent.parent
+
+    def last_modified(self, key: str) -> float:
+        try:
+            return self.path(key).stat().st_mtime
+        except FileNotFoundError:
+            raise KeyNotFound(key) from None
+
+    def remove_stale_temporaries(self, before: float) -> int:
+        """Temporary files of puts whose process died before the rename; folders left empty go too."""
+        stale = []
+        for path in self.root.rglob(_TEMPORARY) if self.root.is_dir() else ():
+            try:
+                if path.is_file() and path.stat().st_mtime < before:
+                    stale.append(path.relative_to(self.root).as_posix())
+            except FileNotFoundError:  # renamed into place meanwhile: not a leftover
+                continue
+        self.delete(stale)
+        return len(stale)
