@@ -1,8 +1,16 @@
-"""The embedded default: a local HTTP server that turns requests into API Gateway HTTP API (v2)
-events for the same Lambda handler, and serves the thumbnails and the frontend like CloudFront.
+"""The embedded default: a local HTTP server that turns requests into API Gateway HTTP API (v2) events for
+the same Lambda handler, and serves the thumbnails and the frontend like CloudFront.
 
-Handler calls are serialised, as Lambda runs one invocation per execution environment at a time;
-static files are served concurrently.
+The HTTP side is waitress, a WSGI server: pure Python, no C build, threads. It parses requests strictly
+(a Content-Length of digits only and only one, chunked bodies de-chunked, Transfer-Encoding overriding
+Content-Length, no bare CR or LF, no header name with '_'), buffers a body only up to the API's 6 MB and
+refuses a larger Content-Length before reading a byte of it, and hands only complete requests to its
+threads, so a slow client holds none. uvicorn (ASGI, over h11 or httptools) parses as strictly but has no
+body limit of its own, and the handler is synchronous: a WSGI app over it is the simplest honest shape.
+waitress's own refusals (400, 413, 431, 501) are answered in the API's JSON error shape.
+
+Handler calls are serialised, as Lambda runs one invocation per execution environment at a time; the
+other threads serve static files meanwhile.
 """
 
 from __future__ import annotations
@@ -14,19 +22,30 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.client import responses as reasons
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
+from waitress.task import ErrorTask
+
 from .api import LambdaHandler
+from .schemas import MAX_REQUEST_BYTES, ErrorDetail, ErrorResponse
 from .store import KeyNotFound, ObjectStore
 
-MAX_PAYLOAD = 6 * 1024 * 1024  # Lambda's synchronous invocation limit, enforced as API Gateway does
+THREADS = 8
 _THUMBNAIL = re.compile(r"^/thumbnails/([0-9a-f]{64}\.webp)$")
 _TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded")
+# On every local response: no MIME sniffing, no framing, no Referer leaking search terms to other sites.
+SECURITY_HEADERS = [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
+                    ("Referrer-Policy", "no-referrer")]
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 
 @dataclass
@@ -56,7 +75,7 @@ def http_api_event(method: str, target: str, headers: dict[str, str], body: byte
     query: dict[str, str] = {}
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         query[key] = f"{query[key]},{value}" if key in query else value
-    content_type = lowered.get("content-type", "")
+    content_type = lowered.get("content-type", "").lower()
     textual = not body or content_type.startswith(_TEXT_TYPES)
     now = datetime.now(UTC)
     event: dict[str, Any] = {
@@ -89,109 +108,148 @@ def http_api_event(method: str, target: str, headers: dict[str, str], body: byte
     return event
 
 
+def page_policy(api_base_url: str) -> str:
+    """The search page's Content-Security-Policy: its own scripts and styles only (ES modules, no inline code),
+    images from here plus data: and blob: (the photo preview), requests to here and the API's origin."""
+    api = urlsplit(api_base_url)
+    connect = "'self'" + (f" {api.scheme}://{api.netloc}" if api.netloc else "")
+    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+            f"connect-src {connect}; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+class _Reply(NamedTuple):
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]]
+
+
+def _text(status: int, message: str, *headers: tuple[str, str]) -> _Reply:
+    return _Reply(status, message.encode(), [("Content-Type", "text/plain; charset=utf-8"), *headers])
+
+
+class _RefusalTask(ErrorTask):
+    """waitress's answer to a request it refuses to parse (malformed, body over the limit, headers too large):
+    the API's JSON error shape and the security headers; waitress closes the connection after it."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        message = (f"the request body is over {MAX_REQUEST_BYTES // 2**20} MB, the most the API accepts"
+                   if error.code == 413 else error.body)
+        detail = ErrorDetail(code=error.reason.lower().replace(" ", "_"), message=message)
+        body = ErrorResponse(error=detail, request_id=None).model_dump_json().encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.extend([("Content-Type", "application/json"), ("Cache-Control", "no-store"),
+                                      *SECURITY_HEADERS])
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class _Channel(HTTPChannel):
+    error_task_class = _RefusalTask
+
+
+class _Server(TcpWSGIServer):
+    channel_class = _Channel
+
+
 class LocalServer:
+    """What `fashion-search serve` runs: the API, the thumbnails and the search page on one port, `threads`
+    threads (the handler one call at a time)."""
+
     def __init__(self, handler: LambdaHandler, store: ObjectStore, *, frontend: Path | None = None,
-                 host: str = "127.0.0.1", port: int = 8000, api_base_url: str = "") -> None:
+                 host: str = "127.0.0.1", port: int = 8000, api_base_url: str = "", threads: int = THREADS) -> None:
         self.handler, self.store, self.frontend = handler, store, frontend
         self.config = json.dumps({"apiBaseUrl": api_base_url}).encode()
+        self.policy = page_policy(api_base_url)
         self._invoke_lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body leave as two writes: no 40 ms delayed-ACK stall
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                server.route(self)
-
-            do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_GET
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 128
-
-        self.httpd = Server((host, port), Handler)
+        # waitress refuses a body of max_request_body_size bytes or more: MAX_REQUEST_BYTES itself passes.
+        self.server = _Server(self.app, host=host, port=port, threads=threads, ident="fashion-search",
+                              max_request_body_size=MAX_REQUEST_BYTES + 1)
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self.server.effective_host}:{self.server.effective_port}"
 
     def serve_forever(self) -> None:
-        self.httpd.serve_forever()
+        """waitress's own loop (`server.run`), in steps of at most 0.2 s so that `stop` can end it
+        between two polls: closing its sockets under a running select() fails with EBADF."""
+        while not self._stopping.is_set():
+            self.server.asyncore.loop(timeout=0.2, map=self.server._map, count=1)
 
     def start(self) -> LocalServer:
-        threading.Thread(target=self.serve_forever, name="local-server", daemon=True).start()
+        self._thread = threading.Thread(target=self.serve_forever, name="local-server", daemon=True)
+        self._thread.start()
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.server.close()
+        self.server.task_dispatcher.shutdown()
 
-    # -- routing ---------------------------------------------------------------------------
-    def route(self, req: BaseHTTPRequestHandler) -> None:
-        path = urlsplit(req.path).path
-        if path.startswith("/api/"):
-            return self._invoke(req)
-        if req.command not in ("GET", "HEAD"):
-            return _send(req, 405, b"method not allowed", "text/plain", {"Allow": "GET, HEAD"})
-        if path == "/config.json":
-            return _send(req, 200, self.config, "application/json", {"Cache-Control": "no-cache"})
-        if match := _THUMBNAIL.match(path):
-            try:
-                data = self.store.get(f"thumbnails/{match.group(1)}")
-            except KeyNotFound:
-                return _send(req, 404, b"no such thumbnail", "text/plain")
-            return _send(req, 200, data, "image/webp", {"Cache-Control": "public, max-age=31536000, immutable"})
-        return self._static(req, path)
+    # -- the WSGI application --------------------------------------------------------------------
+    def app(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        target = environ.get("REQUEST_URI") or environ.get("PATH_INFO") or "/"
+        path = urlsplit(target).path
+        api = path.startswith("/api/")
+        reply = self._invoke(environ, method, target) if api else self._route_static(method, path)
+        policy = [] if api else [("Content-Security-Policy", self.policy)]  # the Swagger page needs inline script
+        headers = [*reply.headers, *policy, *SECURITY_HEADERS, ("Content-Length", str(len(reply.body)))]
+        start_response(f"{reply.status} {reasons.get(reply.status, '')}".rstrip(), headers)
+        return [b"" if method == "HEAD" else reply.body]
 
-    def _invoke(self, req: BaseHTTPRequestHandler) -> None:
-        length = int(req.headers.get("Content-Length") or 0)
-        if length > MAX_PAYLOAD:
-            req.close_connection = True
-            return _send(req, 413, b'{"message":"Request Entity Too Large"}', "application/json")
-        body = req.rfile.read(length) if length else b""
-        event = http_api_event(req.command, req.path, dict(req.headers.items()), body, req.client_address[0])
+    def _invoke(self, environ: dict[str, Any], method: str, target: str) -> _Reply:
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        event = http_api_event(method, target, _request_headers(environ), body, environ.get("REMOTE_ADDR", ""))
         with self._invoke_lock:
             response = self.handler(event, LocalContext())
         payload = response.get("body") or ""
         data = base64.b64decode(payload) if response.get("isBase64Encoded") else payload.encode()
-        headers = dict(response.get("headers") or {})
-        for name, values in (response.get("multiValueHeaders") or {}).items():
-            headers[name] = ", ".join(values)
-        content_type = headers.pop("Content-Type", None) or headers.pop("content-type", None)
-        cookies = response.get("cookies") or []
-        _send(req, int(response.get("statusCode", 200)), data, content_type, headers, cookies)
+        headers = list((response.get("headers") or {}).items())
+        headers += [(name, ", ".join(values)) for name, values in (response.get("multiValueHeaders") or {}).items()]
+        headers += [("Set-Cookie", cookie) for cookie in response.get("cookies") or []]
+        return _Reply(int(response.get("statusCode", 200)), data, headers)
 
-    def _static(self, req: BaseHTTPRequestHandler, path: str) -> None:
+    def _route_static(self, method: str, path: str) -> _Reply:
+        if method not in ("GET", "HEAD"):
+            return _text(405, "method not allowed", ("Allow", "GET, HEAD"))
+        if path == "/config.json":
+            return _Reply(200, self.config, [("Content-Type", "application/json"), ("Cache-Control", "no-cache")])
+        if match := _THUMBNAIL.match(path):
+            try:
+                data = self.store.get(f"thumbnails/{match.group(1)}")
+            except KeyNotFound:
+                return _text(404, "no such thumbnail")
+            return _Reply(200, data, [("Content-Type", "image/webp"),
+                                      ("Cache-Control", "public, max-age=31536000, immutable")])
+        return self._static(path)
+
+    def _static(self, path: str) -> _Reply:
         if self.frontend is None:
-            return _send(req, 404, b"no frontend is served", "text/plain")
+            return _text(404, "no frontend is served")
         root = self.frontend.resolve()
-        file = (root / unquote(path).lstrip("/")).resolve()
-        if file.is_dir():
-            file = file / "index.html"
-        if not file.is_relative_to(root) or not file.is_file():
-            return _send(req, 404, b"not found", "text/plain")
+        try:  # a NUL byte or a name too long for the file system is a path that names no file
+            file = (root / unquote(path).lstrip("/")).resolve()
+            if file.is_dir():
+                file = file / "index.html"
+            if not file.is_relative_to(root) or not file.is_file():
+                return _text(404, "not found")
+            data = file.read_bytes()
+        except (OSError, ValueError):
+            return _text(404, "not found")
         content_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
-        _send(req, 200, file.read_bytes(), content_type, {"Cache-Control": "no-cache"})
+        return _Reply(200, data, [("Content-Type", content_type), ("Cache-Control", "no-cache")])
 
 
-def _send(req: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str | None,
-          headers: dict[str, str] | None = None, cookies: list[str] | None = None) -> None:
-    try:
-        req.send_response(status)
-        if content_type:
-            req.send_header("Content-Type", content_type)
-        for name, value in (headers or {}).items():
-            req.send_header(name, value)
-        for cookie in cookies or []:
-            req.send_header("Set-Cookie", cookie)
-        req.send_header("Content-Length", str(len(body)))
-        req.end_headers()
-        if req.command != "HEAD":
-            req.wfile.write(body)
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the browser went away
+def _request_headers(environ: dict[str, Any]) -> dict[str, str]:
+    """The request's headers back from the WSGI environ (waitress joined repeated ones with ', ')."""
+    headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")}
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers[key.replace("_", "-").lower()] = environ[key]
+    return headers

@@ -9,21 +9,26 @@ from pydantic import BaseModel, ConfigDict, Field
 if TYPE_CHECKING:
     from .service import SearchResult
 
+MAX_REQUEST_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit: API Gateway and the local server refuse more
 MAX_TEXT_CHARS = 500
-MAX_IMAGE_BYTES = 4 * 1024 * 1024  # decoded; its base64 (5.6 MB) keeps requests under Lambda's 6 MB
-MAX_IMAGE_BASE64_CHARS = (MAX_IMAGE_BYTES + 2) // 3 * 4 + 64  # + room for a "data:image/...;base64," prefix
+MAX_IMAGE_BYTES = 4 * 1024 * 1024  # decoded; its base64 (5.6 MB) keeps requests under the 6 MB limit
+# An 8x8 red PNG: the documented example must be a picture the API accepts (schemathesis sends it).
+EXAMPLE_IMAGE = ("iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAFUlEQVR42mPcpKTEgA0wMeAAg1MCAMXcAQbwB5D8"
+                 "AAAAAElFTkSuQmCC")
 
 
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"text": "navy blue shirt for men", "top_k": 10},
-                     {"text": "red", "image": "<base64 JPEG>", "alpha": 0.7, "top_k": 20}]})
+                     {"text": "red", "image": EXAMPLE_IMAGE, "alpha": 0.7, "top_k": 20}]})
 
     text: str | None = Field(default=None, max_length=MAX_TEXT_CHARS, description="What the shopper typed.")
+    # The image's limit is its decoded size (413 image_too_large); this cap only spares the server from
+    # decoding what no request can carry.
     image: str | None = Field(
-        default=None, max_length=MAX_IMAGE_BASE64_CHARS,
+        default=None, max_length=MAX_REQUEST_BYTES,
         description="A JPEG, PNG or WebP photo, base64-encoded (a data: URL is accepted); at most 4 MB decoded.")
-    alpha: float = Field(default=0.5, ge=0.0, le=1.0, allow_inf_nan=False,
+    alpha: float = Field(default=0.5, ge=0.0, le=1.0, allow_inf_nan=False, strict=True,
                          description="Weight of the image when both are given: 0 = text only, 1 = image only.")
     top_k: int = Field(default=10, ge=1, le=100, strict=True, description="How many products to return.")
     collapse_duplicates: bool = Field(
