@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
@@ -14,10 +15,17 @@ from .errors import FashionSearchError
 from .fusion import GalleryStats
 from .store import ObjectStore
 
+if TYPE_CHECKING:
+    from .embedder import Embedder
+
+logger = logging.getLogger(__name__)
+
 # Vectors the gallery statistics are estimated from: a score's standard deviation from 4,096 samples
 # is within ~1 % of the whole gallery's (the soft AND only needs its scale); the covariance costs
 # ~0.06 s of cold start at 896 dimensions.
 STATS_SAMPLE = 4096
+# Stored vectors searched for before a version is swapped in (live_index._probe).
+PROBES = 8
 
 
 class ModelMismatch(FashionSearchError):
@@ -65,22 +73,78 @@ class LiveIndex:
         return self.index.reconstruct_batch(np.ascontiguousarray(rows, dtype=np.int64))
 
     @classmethod
-    def load(cls, store: ObjectStore, pointer: versions.Pointer, model_name: str, model_hash: str) -> LiveIndex:
-        """Fetch, verify (checksums, model, counts) and deserialise the version `pointer` names."""
+    def load(cls, store: ObjectStore, pointer: versions.Pointer, model: Embedder) -> LiveIndex:
+        """Fetch, verify and deserialise the version `pointer` names, for queries encoded by `model`.
+
+        Everything a query relies on is checked here, before the version can be swapped in: checksums,
+        model, dimension, counts, every product row, and a few searches. A VersionError (or ModelMismatch)
+        says what is wrong, in words fit for /health (no store location, no file contents).
+        """
         manifest = versions.read_manifest(store, pointer.version, pointer.manifest_sha256)
+        version = manifest.version
         built_with = manifest.model
-        if built_with.get("hash") != model_hash:
+        if built_with.get("hash") != model.model_hash:
             raise ModelMismatch(
-                f"index version {manifest.version} was built with model {built_with.get('name')!r} "
-                f"({str(built_with.get('hash'))[:12]}), but this service runs {model_name!r} ({model_hash[:12]}): "
-                "rebuild the index with this model, or deploy the model the index was built with"
+                f"index version {version} was built with model {built_with.get('name')!r} "
+                f"({str(built_with.get('hash'))[:12]}), but this service runs {model.name!r} "
+                f"({model.model_hash[:12]}): rebuild the index with this model, or deploy the model the index was "
+                "built with"
             )
         products = ProductTable(versions.read_file(store, manifest, "products.jsonl"))
-        index = vector_index.deserialize(versions.read_file(store, manifest, "index.faiss"))
+        index = _deserialize(version, versions.read_file(store, manifest, "index.faiss"))
+        if index.d != model.dim:
+            raise versions.VersionError(f"index version {version} holds {index.d}-d vectors, but model {model.name!r} "
+                                        f"makes {model.dim}-d vectors: rebuild the index")
         if index.ntotal != len(products) or index.ntotal != manifest.counts.get("indexed"):
-            raise versions.VersionError(f"version {manifest.version}: index and metadata disagree on the count")
-        rows = {products[row]["product_id"]: row for row in range(len(products))}
-        sample = np.random.default_rng(0).permutation(index.ntotal)[:STATS_SAMPLE]
+            raise versions.VersionError(f"version {version}: index and metadata disagree on the count")
+        rows = _rows_by_id(version, products)
+        sample = _probe(version, index)
         return cls(pointer, manifest, index, products, rows,
-                   GalleryStats.of(index.reconstruct_batch(np.sort(sample)) if len(sample) else
-                                   np.zeros((1, index.d), dtype=np.float32)))
+                   GalleryStats.of(sample if len(sample) else np.zeros((1, index.d), dtype=np.float32)))
+
+
+def _deserialize(version: str, data: bytes) -> faiss.Index:
+    try:
+        return vector_index.deserialize(data)
+    except RuntimeError as exc:  # faiss's errors name its C++ sources: the log has them, not /health
+        logger.error("index.faiss of version %s does not deserialise: %s", version, exc)
+        raise versions.VersionError(f"version {version}: index.faiss is not a FAISS index") from None
+
+
+def _rows_by_id(version: str, products: ProductTable) -> dict[str, int]:
+    """Product id -> row, checking every row on the way (the one pass that parses them all): a JSON
+    object with a product_id of its own, or queries would fail on it later."""
+    rows: dict[str, int] = {}
+    for row in range(len(products)):
+        where = f"version {version}: products.jsonl row {row + 1}"
+        try:
+            product = products[row]
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError: their text quotes no content
+            raise versions.VersionError(f"{where} is not valid JSON ({exc})") from None
+        product_id = product.get("product_id") if isinstance(product, dict) else None
+        if not isinstance(product_id, str) or not product_id:
+            raise versions.VersionError(f"{where} has no product_id")
+        if product_id in rows:
+            raise versions.VersionError(f"{where} repeats product_id {product_id!r} of row {rows[product_id] + 1}")
+        rows[product_id] = row
+    return rows
+
+
+def _probe(version: str, index: faiss.Index) -> np.ndarray:
+    """Up to STATS_SAMPLE stored vectors, checked: unit length (cosine = inner product, what scores and
+    calibration assume), and a search for some of them finds them (or an equal) with finite scores."""
+    picked = np.sort(np.random.default_rng(0).permutation(index.ntotal)[:STATS_SAMPLE])
+    if not len(picked):
+        return np.zeros((0, index.d), dtype=np.float32)
+    try:
+        sample = index.reconstruct_batch(picked)
+        scores, ids = vector_index.search(index, sample[:PROBES], 1)
+    except RuntimeError as exc:
+        logger.error("index.faiss of version %s cannot be searched: %s", version, exc)
+        raise versions.VersionError(f"version {version}: index.faiss cannot be searched") from None
+    if not np.all(np.abs(np.linalg.norm(sample, axis=1) - 1.0) < 1e-3):  # NaN fails too
+        raise versions.VersionError(f"version {version}: index.faiss holds vectors that are not unit length")
+    # One probe finding itself is enough: HNSW may leave the odd vector unreachable.
+    if not (np.all(np.isfinite(scores)) and np.all(ids >= 0) and np.any(scores >= 1.0 - 1e-3)):
+        raise versions.VersionError(f"version {version}: a search of index.faiss does not find its own vectors")
+    return sample

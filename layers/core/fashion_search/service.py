@@ -1,9 +1,16 @@
 """The search service: one model, the live index, fused queries, and hot swaps of new versions.
 
 It loads the model bundle and the live version once (the cold start), then checks the pointer at
-most every `refresh_seconds`; a newer version is loaded in a background thread and swapped in with
-one reference assignment, so in-flight queries finish on the version they started with. A version
-that cannot be served (corrupt, incomplete, another model) is refused and the old one stays.
+most every `refresh_seconds`; a newer version is loaded and fully checked in a background thread
+(one at a time) and swapped in with one reference assignment, so in-flight queries finish on the
+version they started with. A version that cannot be served (corrupt, incomplete, another model or
+dimension) is refused and the old one stays; it is tried again with a growing delay, not at every check.
+
+`health()` reports the current state only. `status` is "ok" while a version is served, "unavailable"
+while none is; `problem` is None when the version the pointer names is served and the store answers,
+otherwise it says what is wrong now (nothing published, the store unreadable or not answering, the
+pointer's version refused), in words fit for the public: no store location, no file contents, the
+details go to the log.
 """
 
 from __future__ import annotations
@@ -35,6 +42,15 @@ SearchType = Literal["text", "image", "hybrid"]
 
 # A hybrid query ranks this many neighbours of its candidate vector by the soft AND (fusion.py).
 HYBRID_CANDIDATES = 256
+# A version that failed to load is tried again after 10 s, 20 s, 40 s... at most every 10 minutes (and at
+# once when the pointer moves): a transient read error heals, a broken version is not downloaded at
+# every check.
+RETRY_FIRST_SECONDS = 10.0
+RETRY_MAX_SECONDS = 600.0
+# A refresh still running after this long means the store hangs: /health says so (queries go on).
+STALL_SECONDS = 30.0
+STORE_UNREADABLE = "the index store cannot be read"
+NOTHING_PUBLISHED = "no index has been published yet (run fashion-search build)"
 
 
 class NotReady(FashionSearchError):
@@ -43,6 +59,16 @@ class NotReady(FashionSearchError):
 
 class EmptyQuery(FashionSearchError, ValueError):
     """Neither text nor image was given."""
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """A pointer whose version failed to load: why (in public words), how often, and when to try again."""
+
+    pointer: versions.Pointer
+    problem: str
+    failures: int
+    retry_at: float
 
 
 @dataclass(frozen=True)
@@ -80,9 +106,10 @@ class SearchService:
         self.store = open_store(settings.store)
         self.cache = EmbeddingCache(settings.cache_size)
         self._live: LiveIndex | None = None
-        self._problem: str | None = None  # why the pointer's version is not (yet) served
-        self._refused: versions.Pointer | None = None  # don't download a refused version again
+        self._problem: str | None = None  # what is wrong now, in public words (see health)
+        self._refusal: _Refusal | None = None  # the pointer's version failed to load: not again until retry_at
         self._checked_at = -math.inf
+        self._refreshing_since: float | None = None  # when the refresh running now started
         self._refresh_lock = threading.Lock()
         self.refresh()
 
@@ -91,46 +118,92 @@ class SearchService:
     def live(self) -> LiveIndex | None:
         return self._live
 
+    @property
+    def problem(self) -> str | None:
+        """What is wrong now (None: the pointer's version is served), including a refresh stuck on the store."""
+        since = self._refreshing_since
+        if since is not None and (waited := time.monotonic() - since) > STALL_SECONDS:
+            return f"the index store has not answered for {waited:.0f} s"
+        return self._problem
+
     def refresh(self) -> bool:
         """Check the pointer now; load and swap in a newer version. True when a swap happened."""
         with self._refresh_lock:
-            self._checked_at = time.monotonic()
-            pointer: versions.Pointer | None = None
-            try:
-                pointer = versions.read_pointer(self.store)
-                if pointer is None:
-                    self._problem = f"no index has been published to {self.store.uri} yet (run fashion-search build)"
-                    return False
-                current = self._live.pointer if self._live else None
-                if pointer in (current, self._refused):
-                    return False
-                live = LiveIndex.load(self.store, pointer, self.embedder.name, self.embedder.model_hash)
-            except FashionSearchError as exc:
-                self._refused = pointer
-                self._problem = str(exc)
-                logger.error("index version refused, %s", "keeping the old one" if self._live else "nothing to serve",
-                             extra={"problem": str(exc)})
-                return False
-            except Exception:  # a store outage must not take the service down: keep serving, retry later
-                logger.exception("could not check for a new index version")
-                return False
-            self._live, self._problem, self._refused = live, None, None
-            logger.info("serving index version", extra={"version": live.version, "products": len(live.products)})
-            return True
+            return self._refresh()
 
     def maybe_refresh(self) -> None:
-        """Start a background refresh if the pointer was not checked for `refresh_seconds`."""
+        """Start a background refresh if the pointer was not checked for `refresh_seconds` and none is
+        running: one stuck on a hanging store must not pile threads up behind it."""
         if time.monotonic() - self._checked_at < self.settings.refresh_seconds:
             return
+        if not self._refresh_lock.acquire(blocking=False):
+            return
         self._checked_at = time.monotonic()
-        threading.Thread(target=self.refresh, name="index-refresh", daemon=True).start()
+        try:
+            threading.Thread(target=self._refresh_and_release, name="index-refresh", daemon=True).start()
+        except BaseException:
+            self._refresh_lock.release()
+            raise
+
+    def _refresh_and_release(self) -> None:
+        try:
+            self._refresh()
+        finally:
+            self._refresh_lock.release()
+
+    def _refresh(self) -> bool:
+        """refresh() under the lock: every outcome sets the current problem, clearing a past one."""
+        self._checked_at = self._refreshing_since = time.monotonic()
+        try:
+            try:
+                pointer = versions.read_pointer(self.store)
+            except versions.VersionError as exc:  # read_pointer logged the details
+                self._problem = str(exc)
+                return False
+            except Exception:  # an outage must not take the service down: keep serving, say so, retry later
+                logger.exception("cannot read the index pointer of %s", self.store.uri)
+                self._problem = STORE_UNREADABLE
+                return False
+            if pointer is None:
+                logger.warning("no index has been published to %s yet", self.store.uri)
+                self._problem = NOTHING_PUBLISHED
+                return False
+            if self._live and pointer == self._live.pointer:
+                self._problem = self._refusal = None
+                return False
+            return self._load(pointer)
+        finally:
+            self._refreshing_since = None
+
+    def _load(self, pointer: versions.Pointer) -> bool:
+        """Load, check and swap in the version `pointer` names, unless it failed lately (backing off)."""
+        refusal = self._refusal if self._refusal and self._refusal.pointer == pointer else None
+        if refusal and time.monotonic() < refusal.retry_at:
+            self._problem = refusal.problem
+            return False
+        try:
+            live = LiveIndex.load(self.store, pointer, self.embedder)
+        except Exception as exc:  # whatever failed, the version is refused and the old one stays
+            failures = refusal.failures + 1 if refusal else 1
+            delay = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** (failures - 1))
+            readable = isinstance(exc, FashionSearchError)  # its message is written for the public
+            problem = str(exc) if readable else f"index version {pointer.version} could not be read from the store"
+            self._refusal = _Refusal(pointer, problem, failures, time.monotonic() + delay)
+            self._problem = problem
+            logger.error("index version %s of %s refused (%s), %s; next try in %.0f s", pointer.version,
+                         self.store.uri, exc, "keeping the old one" if self._live else "nothing to serve", delay,
+                         exc_info=not readable)
+            return False
+        self._live, self._problem, self._refusal = live, None, None
+        logger.info("serving index version", extra={"version": live.version, "products": len(live.products)})
+        return True
 
     # -- queries ---------------------------------------------------------------------------
     def search(self, query: Query) -> SearchResult:
         self.maybe_refresh()
         live = self._live  # this query uses this version to the end, whatever happens meanwhile
         if live is None:
-            raise NotReady(self._problem or "the index is not loaded")
+            raise NotReady(self.problem or "the index is not loaded")
         started = time.perf_counter()
         text = query.text.strip() if query.text else ""
         if not text and not query.image:
@@ -187,7 +260,7 @@ class SearchService:
         self.maybe_refresh()
         live = self._live
         if live is None:
-            raise NotReady(self._problem or "the index is not loaded")
+            raise NotReady(self.problem or "the index is not loaded")
         row = live.rows.get(product_id)
         return None if row is None else live.products[row]
 
@@ -201,5 +274,5 @@ class SearchService:
             "built_at": live.manifest.created_at if live else None,
             "model": self.embedder.name,
             "model_hash": self.embedder.model_hash,
-            "problem": self._problem,
+            "problem": self.problem,
         }
