@@ -27,7 +27,7 @@ from bench.e2e import FEED
 from bench.report import render
 from fashion_search.bundle import BundleError, default_bundle_dir, read_bundle
 
-RUN_ORDER = ("build", "encoders", "search", "e2e", "cold_start", "quality", "hybrid", "cost")
+RUN_ORDER = ("build", "encoders", "search", "e2e", "cold_start", "quality", "hybrid", "cost", "load")
 
 
 def _commit() -> str:

@@ -17,6 +17,7 @@ SECTIONS = (
     ("quality", "6. Quality"),
     ("hybrid", "7. Hybrid search and relevance"),
     ("cost", "8. Cost"),
+    ("load", "9. Load: queries while builds publish and a client sends photo bombs"),
 )
 NOT_MEASURED = """\
 - **AWS itself.** There is no AWS account on this machine: Lambda figures are extrapolations from local

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import cost, encoders, hybrid, quality, report, search
+from bench import cost, encoders, hybrid, load, quality, report, search
 from bench.cold_start import products_jsonl
 from bench.common import Context
 from tests.conftest import FASHION_FEED
@@ -156,6 +156,17 @@ def test_hybrid_section_compares_fusions_by_alpha(ctx: Context, fashion_store: P
     markdown = hybrid.render(result, ctx)
     assert "| alpha |" in markdown and "soft AND (after)" in markdown and (ctx.plots / "hybrid_alpha.png").is_file()
     assert ("previous" in result) != ("previous_skipped" in result)
+
+
+def test_load_runs_its_three_phases(ctx: Context, tmp_path: Path, tiny_bundle: Path) -> None:
+    """Seconds-long phases over 60 products: the mechanics (builds publish, bombs are refused), not the figures."""
+    result = load.run_load(tiny_bundle, tmp_path / "load", products=60, clients=2, seconds=3)
+    _, reindex, bomb = result["phases"]
+    assert [p["name"] for p in result["phases"]] == ["quiet", "reindex", "bomb"]
+    assert all(p["requests"] > 0 and p["non_2xx"] == 0 for p in result["phases"])
+    assert reindex["builds_published"] >= 1 and sum(bomb["bomb_statuses"].values()) >= 3
+    assert all(key.rsplit(": ", 1)[1].startswith("4") for key in bomb["bomb_statuses"]), bomb["bomb_statuses"]
+    assert "| bomb |" in load.render(result, ctx)
 
 
 def test_encoders_compare_the_starter_with_the_previous_one(ctx: Context) -> None:
