@@ -1,8 +1,10 @@
 """Load: clients of mixed queries while the catalog is rebuilt and a client sends photo bombs.
 
-Three phases of the same length against one `fashion-search serve` (loopback), each with the same
-`clients` threads sending mixed queries back to back (60 % text, 25 % photo, 15 % text + photo;
-shoppers' phrases and catalog photos drawn at random, so some repeat, as on a real site):
+Three phases of the same length against one `fashion-search serve` (loopback), after a short
+warm-up, each with the same `clients` threads sending mixed queries back to back (60 % text, 25 %
+photo, 15 % text + photo; shoppers' phrases and catalog photos drawn at random from a pool of 600
+and 300, so some repeat, as on a real site, and the embedding cache answers them). Each phase has
+its own pool, so that every phase starts with the same share of new queries:
 
 1. quiet: nothing else runs;
 2. reindex: builds of the catalog with 1 % new photos publish one after another (`fashion-search
@@ -139,24 +141,27 @@ def run_load(model: Path, work: Path, *, products: int, clients: int, seconds: f
     rows = copy_feed(FEED, work / "feed.jsonl", products)
     log(f"load: building {len(rows):,} products")
     cli_build(work / "feed.jsonl", store, model)
-    texts, photos = shopper_queries(600), product_photos(300)
+    names = ("warm-up", "quiet", "reindex", "bomb")
+    texts, photos = shopper_queries(600 * len(names)), product_photos(300 * len(names))
     payloads = bombs()
     phases = []
     with local_server(str(store), model) as url:
-        for name in ("quiet", "reindex", "bomb"):
+        for n, name in enumerate(names):
             phase, stop = Phase(name), threading.Event()
-            threads = [threading.Thread(target=client, args=(url, phase, stop, i, texts, photos))
-                       for i in range(clients)]
+            pool = texts[n::len(names)], photos[n::len(names)]
+            threads = [threading.Thread(target=client, args=(url, phase, stop, i, *pool)) for i in range(clients)]
             if name == "reindex":
                 threads.append(threading.Thread(target=builder, args=(rows, work, store, model, phase, stop)))
             if name == "bomb":
                 threads.append(threading.Thread(target=bomber, args=(url, phase, stop, payloads)))
             for t in threads:
                 t.start()
-            time.sleep(seconds)
+            time.sleep(seconds / 3 if name == "warm-up" else seconds)
             stop.set()
             for t in threads:
                 t.join()
+            if name == "warm-up":
+                continue
             phases.append(phase.summary())
             log(f"load: {name}: {phases[-1]['requests']} requests, p50 {phases[-1]['p50']:.1f} ms, "
                 f"p99 {phases[-1]['p99']:.1f} ms, non-2xx {phases[-1]['non_2xx']}")
