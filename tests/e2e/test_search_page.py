@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Page, Request, expect
+from playwright.sync_api import FileChooser, Page, Request, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.e2e.conftest import PHONE, Catalog, Server
 
@@ -300,6 +301,19 @@ def test_layout_works_at_phone_and_desktop_widths(
     screenshot(page, "layout-375-details")
 
 
+def keyboard_file_chooser(page: Page) -> FileChooser:
+    """Space on the focused file input opens the chooser. Headless Chromium now and then drops that
+    activation when the machine is busy (seen in full-suite runs only, never with the test alone), so
+    the key is pressed a second time if no chooser opened within 7.5 s; a page that never opens one fails."""
+    try:
+        with page.expect_file_chooser(timeout=7_500) as chooser:
+            page.keyboard.press("Space")
+    except PlaywrightTimeoutError:
+        with page.expect_file_chooser(timeout=7_500) as chooser:
+            page.keyboard.press("Space")
+    return chooser.value
+
+
 def test_keyboard_only(page: Page, server: Server, catalog: Catalog) -> None:
     open_page(page, server)
     page.get_by_label(TEXT_LABEL).focus()
@@ -308,9 +322,7 @@ def test_keyboard_only(page: Page, server: Server, catalog: Catalog) -> None:
     assert page.evaluate("document.activeElement.id") == "photo"
     assert page.eval_on_selector("#drop-zone", "zone => getComputedStyle(zone).outlineStyle") == "solid"
     with one_search(page) as exchange:
-        with page.expect_file_chooser() as chooser:
-            page.keyboard.press("Space")
-        chooser.value.set_files(catalog.products["10005"]["image"])
+        keyboard_file_chooser(page).set_files(catalog.products["10005"]["image"])
     assert exchange["received"]["search_type"] == "hybrid"
 
     for _ in range(20):  # onwards to the first result card
