@@ -25,7 +25,7 @@ from typing import Any
 from bench.common import REPO, Context, CpuMeter, log, machine, utc_now
 from bench.e2e import FEED
 from bench.report import render
-from fashion_search.bundle import BundleError, default_bundle_dir, read_bundle
+from fashion_search.model.bundle import BundleError, default_bundle_dir, read_bundle
 
 RUN_ORDER = ("build", "encoders", "search", "e2e", "cold_start", "quality", "hybrid", "cost", "load")
 

@@ -48,10 +48,10 @@ def main() -> None:
     parser.add_argument("--result", type=Path, required=True)
     args = parser.parse_args()
 
-    from fashion_search import service as service_module
-    from fashion_search.api import create_handler
     from fashion_search.config import Settings
-    from fashion_search.embedder import Embedder
+    from fashion_search.http.api import create_handler
+    from fashion_search.model.embedder import Embedder
+    from fashion_search.serve import service as service_module
 
     imported = time.time()
     embedder = Embedder(args.model)
@@ -67,7 +67,7 @@ def main() -> None:
     handler = create_handler(service)
     handler_ready = time.time()
 
-    from fashion_search.local_server import LocalContext, http_api_event  # the bench's own: not counted
+    from fashion_search.http.local_server import LocalContext, http_api_event  # the bench's own: not counted
 
     body = json.dumps({"text": "navy blue shirt for men", "top_k": 24}).encode()
     event = http_api_event("POST", "/api/v1/search", {"content-type": "application/json"}, body, "127.0.0.1")

@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO, Context, image_link, log, ms, percentiles, plot_path, save_figure, table
-from fashion_search import versions
-from fashion_search.bundle import read_bundle
-from fashion_search.store import ObjectStore, open_store
+from fashion_search.model.bundle import read_bundle
+from fashion_search.store import ObjectStore, open_store, versions
 
 PHASES = ("import", "model", "download", "deserialise", "handler", "first_query")
 # Lambda assumptions (not measured here): S3 GET throughput into a function, and its CPU share.

@@ -12,8 +12,7 @@ import math
 from typing import Any
 
 from bench.common import REPO, Context, table
-from fashion_search import versions
-from fashion_search.store import open_store
+from fashion_search.store import open_store, versions
 
 PRICES_AS_OF = "2026-11-26"
 LAMBDA_GB_S = 0.0000166667  # x86, per GB-second

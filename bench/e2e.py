@@ -31,7 +31,7 @@ import numpy as np
 
 from bench.common import Context, image_link, log, ms, plot_path, save_figure
 from bench.common import table as md_table
-from fashion_search.bundle import default_bundle_dir
+from fashion_search.model.bundle import default_bundle_dir
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FEED = DATA / "fashion" / "feed.jsonl"
@@ -136,7 +136,8 @@ def run(url: str, name: str, bodies: list[dict], concurrency: int = 1) -> Stats:
 def in_process(store: str, model: Path, name: str, bodies: list[dict], warmup: int) -> Stats:
     """The baseline: the same request bodies through SearchService.search in this process."""
     from fashion_search.config import Settings
-    from fashion_search.service import Query, SearchService
+    from fashion_search.serve.query import Query
+    from fashion_search.serve.service import SearchService
 
     service = SearchService(Settings(store=store, model=model, refresh_seconds=float("inf")))
     latencies, server = [], []

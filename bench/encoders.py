@@ -31,9 +31,9 @@ import numpy as np
 
 from bench.common import CACHE, REPO, Context, image_link, log, ms, plot_path, save_figure, speed, table, timed
 from bench.e2e import product_photos, shopper_queries
-from fashion_search.bundle import BundleError, read_bundle, write_bundle_json
-from fashion_search.embedder import Embedder, image_to_array
-from fashion_search.images import decode_image
+from fashion_search.model.bundle import BundleError, read_bundle, write_bundle_json
+from fashion_search.model.embedder import Embedder, image_to_array
+from fashion_search.model.images import decode_image
 
 BASELINE = "PyTorch CLIP ViT-B/32, fp32, text padded to 77"
 BATCHES = (1, 16)

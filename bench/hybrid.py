@@ -16,7 +16,7 @@ from typing import Any
 from bench.common import Context, image_link, log, plot_path, save_figure, table
 from bench.encoders import PREVIOUS_COMMIT, previous_starter
 from bench.quality import built_gallery
-from fashion_search.embedder import Embedder
+from fashion_search.model.embedder import Embedder
 
 
 def run_section(ctx: Context, results: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +48,8 @@ def served(ctx: Context, results: dict[str, Any], products: list[Any]) -> dict[s
     import numpy as np
 
     from fashion_search.config import Settings
-    from fashion_search.service import Query, SearchService
+    from fashion_search.serve.query import Query
+    from fashion_search.serve.service import SearchService
     from model_export.composed import composed_queries, relevant
     from model_export.starter.data import time_split_indices
 

@@ -39,7 +39,7 @@ from PIL import Image, PngImagePlugin
 from bench.build import change_photos, cli_build, copy_feed, write_feed
 from bench.common import Context, log, table
 from bench.e2e import FEED, local_server, product_photos, shopper_queries
-from fashion_search.bundle import default_bundle_dir
+from fashion_search.model.bundle import default_bundle_dir
 
 MIX = (("text", 0.60), ("image", 0.25), ("hybrid", 0.15))
 

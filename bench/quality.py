@@ -26,10 +26,10 @@ import numpy as np
 
 from bench.common import Context, log, table
 from bench.encoders import starter_image_int8, weights_of
-from fashion_search import vector_index, versions
-from fashion_search.bundle import read_bundle
-from fashion_search.embedder import Embedder
-from fashion_search.store import open_store
+from fashion_search.index import FaissHnswIndex
+from fashion_search.model.bundle import read_bundle
+from fashion_search.model.embedder import Embedder
+from fashion_search.store import open_store, versions
 
 MAX_RECALL_LOSS = 0.01
 SPLIT_NAMES = {"time_split": "Time split", "hash_split": "Hash split"}  # report order: the honest one first
@@ -59,7 +59,7 @@ def hnsw_search(index: Any, to_feed: np.ndarray, ef: int | None) -> Callable[[np
     """evaluate's SearchFn over our index: index rows mapped back to feed order."""
 
     def search(queries: np.ndarray, k: int) -> np.ndarray:
-        _, rows = vector_index.search(index, queries, k, ef_search=ef)
+        _, rows = index.search(queries, k, ef_search=ef)
         return to_feed[rows]
 
     return search
@@ -92,7 +92,7 @@ class BuiltGallery:
     feed_products: int
     products: list[Any]  # model_export.starter.data.Product, the indexed ones in feed order
     vectors: np.ndarray  # their stored embeddings
-    index: Any  # the faiss index, rows in the index's order
+    index: Any  # the build's FaissHnswIndex, rows in the index's order
     to_feed: np.ndarray  # index row -> position in `products`
 
 
@@ -113,7 +113,7 @@ def built_gallery(ctx: Context, results: dict[str, Any]) -> BuiltGallery:
     order = np.array([row_of[p.id] for p in products])
     to_feed = np.empty(len(order), dtype=np.int64)
     to_feed[order] = np.arange(len(order))
-    index = vector_index.deserialize(versions.read_file(store, manifest, "index.faiss"))
+    index = FaissHnswIndex.from_bytes(versions.read_file(store, manifest, "index.faiss"))
     return BuiltGallery(len(feed), products, embeddings[order], index, to_feed)
 
 
@@ -122,7 +122,7 @@ def run_section(ctx: Context, results: dict[str, Any]) -> dict[str, Any]:
 
     built = built_gallery(ctx, results)
     products, gallery, index, to_feed = built.products, built.vectors, built.index, built.to_feed
-    stored_ef = index.hnsw.efSearch
+    stored_ef = index.ef_search
     shipped = Embedder(ctx.model, batch_size=64)
 
     log("quality: shipped bundle, exact search")
@@ -196,7 +196,7 @@ def render(result: dict[str, Any], ctx: Context) -> str:
         "kept for comparison with earlier models. Full gallery = all products; held-out gallery = the split's "
         "products only. Photo → photo: the share of each held-out photo's 10 nearest other products (full "
         "gallery) with its article type / colour. Exact = brute-force inner product (the baseline); HNSW = the "
-        "build's own index.faiss, queried through `vector_index.search`; the held-out-gallery rows always use "
+        "build's own index.faiss, queried through `FaissHnswIndex.search`; the held-out-gallery rows always use "
         "exact search (evaluate's design), so HNSW can only move the full-gallery rows. "
         + (f"**Only {result['products']:,} of the feed's {result['feed_products']:,} products are indexed here**, "
            "and both splits are drawn from those, so their held-out products are not the ones the model was "

@@ -40,7 +40,7 @@ SHARED_CORES = 0.3  # other processes' average CPU use (cores) above which figur
 
 def _search_row(search: dict[str, Any], size: dict[str, Any]) -> dict[str, Any]:
     from bench.search import at_ef
-    from fashion_search.vector_index import HnswParams
+    from fashion_search.index import HnswParams
 
     return at_ef(size, search["pick"]["chosen"] or HnswParams().ef_search)
 

@@ -1,4 +1,4 @@
-"""Search: HNSW (our index, fashion_search.vector_index, default build parameters) against exact
+"""Search: HNSW (our index, fashion_search.index.faiss_hnsw, default build parameters) against exact
 search (FAISS IndexFlatIP, brute force) at the same size: query latency and recall@10 over
 efSearch, build time, file size and resident memory; and the default efSearch that follows.
 
@@ -75,12 +75,10 @@ def recall(exact_scores: np.ndarray, scores: np.ndarray, k: int = K) -> np.ndarr
 
 def _one_by_one(index: Any, queries: np.ndarray, ef: int | None = None) -> tuple[np.ndarray, list[float]]:
     """Search each query alone, as the service does, timing every call (ms)."""
-    from fashion_search import vector_index
-
     scores, times = np.empty((len(queries), K), dtype=np.float32), []
     for i in range(len(queries)):
         started = time.perf_counter()
-        s, _ = vector_index.search(index, queries[i : i + 1], K, ef_search=ef)
+        s, _ = index.search(queries[i : i + 1], K, ef_search=ef)
         times.append((time.perf_counter() - started) * 1000.0)
         scores[i] = s[0]
     return scores, times
@@ -91,8 +89,7 @@ def measure(vectors: np.ndarray, queries: np.ndarray, kinds: np.ndarray, efs: tu
     """Exact vs HNSW at one size. Builds use every core; queries run one at a time on one thread."""
     import faiss
 
-    from fashion_search import vector_index
-    from fashion_search.vector_index import HnswParams
+    from fashion_search.index import FaissHnswIndex, HnswParams
 
     cores = os.cpu_count() or 1
     faiss.omp_set_num_threads(cores)
@@ -100,12 +97,12 @@ def measure(vectors: np.ndarray, queries: np.ndarray, kinds: np.ndarray, efs: tu
     flat.add(vectors)
     exact_scores, _ = flat.search(queries, K)
     faiss.omp_set_num_threads(1)
-    _, exact_times = _one_by_one(flat, queries[:exact_queries])
+    _, exact_times = _one_by_one(FaissHnswIndex(flat), queries[:exact_queries])
     del flat
     params = HnswParams()
     faiss.omp_set_num_threads(cores)
     started = time.perf_counter()
-    index = vector_index.build_hnsw(vectors, params)
+    index = params.build(vectors)
     build_seconds = time.perf_counter() - started
     faiss.omp_set_num_threads(1)
     rows = []
@@ -114,7 +111,7 @@ def measure(vectors: np.ndarray, queries: np.ndarray, kinds: np.ndarray, efs: tu
         per_query = recall(exact_scores, scores)
         rows.append({"ef_search": ef, **percentiles(times), "recall": float(per_query.mean()),
                      **{f"recall_{kind}": float(per_query[kinds == kind].mean()) for kind in np.unique(kinds)}})
-    data = vector_index.serialize(index)
+    data = index.to_bytes()
     if index_out is not None:
         index_out.parent.mkdir(parents=True, exist_ok=True)
         index_out.write_bytes(data)
@@ -141,9 +138,8 @@ def index_memory(path: Path) -> dict[str, Any]:
 
 def run_section(ctx: Context, results: dict[str, Any]) -> dict[str, Any]:
     from bench.e2e import shopper_queries
-    from fashion_search import versions
-    from fashion_search.embedder import Embedder
-    from fashion_search.store import open_store
+    from fashion_search.model.embedder import Embedder
+    from fashion_search.store import open_store, versions
 
     store = open_store(results["build"]["store"])
     pointer = versions.read_pointer(store)
@@ -210,7 +206,7 @@ def plot(result: dict[str, Any], ctx: Context) -> Path:
 
 
 def render(result: dict[str, Any], ctx: Context) -> str:
-    from fashion_search.vector_index import HnswParams
+    from fashion_search.index import HnswParams
 
     pick, default_ef = result["pick"], HnswParams().ef_search
     sizes = result["sizes"]
@@ -218,7 +214,7 @@ def render(result: dict[str, Any], ctx: Context) -> str:
     parts = [
         f"HNSW = `IndexHNSWFlat`, inner product, M={params['m']}, efConstruction={params['ef_construction']} "
         "(the code defaults), built with all cores; exact = `IndexFlatIP` (brute force) over the same vectors, "
-        "the baseline of every ratio here. Queries run one at a time through `vector_index.search` on "
+        "the baseline of every ratio here. Queries run one at a time through `FaissHnswIndex.search` on "
         f"1 thread (FAISS OpenMP threads = 1), as the service runs them; top {K}. Recall@10 = share of the "
         "HNSW top 10 at least as similar as the exact 10th neighbour.",
         f"Vectors: {result['real']:,} real starter-model image vectors of the fashion feed; larger sizes add "
@@ -277,11 +273,11 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _rss(path: Path) -> dict[str, Any]:
-    from fashion_search import vector_index
+    from fashion_search.index import FaissHnswIndex
 
     before = rss_mb()["rss_mb"]
     data = path.read_bytes()
-    index = vector_index.deserialize(data)
+    index = FaissHnswIndex.from_bytes(data)
     del data
     after = rss_mb()
     return {"rss_before_mb": before, "rss_after_mb": after["rss_mb"], "peak_mb": after["peak_mb"],

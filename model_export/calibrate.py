@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fashion_search.bundle import read_bundle
-from fashion_search.calibration import Calibration, best_threshold, fit_platt, relevance
-from fashion_search.embedder import Embedder
+from fashion_search.model.bundle import read_bundle
+from fashion_search.model.calibration import Calibration, best_threshold, fit_platt, relevance
+from fashion_search.model.embedder import Embedder
 from model_export.evaluate import encode_gallery
 from model_export.starter.data import (
     DEFAULT_FEED,

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fashion_search.bundle import BundleSpec, ImageSpec, TextSpec, write_bundle_json
+from fashion_search.model.bundle import BundleSpec, ImageSpec, TextSpec, write_bundle_json
 
 DEFAULT_SOURCE = "openai/clip-vit-base-patch32"
 OPSET = 18

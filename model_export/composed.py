@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fashion_search.calibration import Calibration, relevance
-from fashion_search.fusion import GalleryStats, candidate_vector, hybrid_order, seed_vector
+from fashion_search.model.calibration import Calibration, relevance
+from fashion_search.serve.fusion import GalleryStats, candidate_vector, hybrid_order, seed_vector
 from model_export.starter.data import GENDER_WORD, Product, attribute_query, colour_word, time_split_indices
 
 ALPHAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)

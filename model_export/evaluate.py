@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fashion_search.embedder import Embedder
-from fashion_search.images import decode_image
+from fashion_search.model.embedder import Embedder
+from fashion_search.model.images import decode_image
 from model_export.composed import evaluate_composed, evaluate_good_match, format_hybrid
 from model_export.starter.data import (
     DEFAULT_FEED,

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from fashion_search.bundle import read_bundle
+from fashion_search.model.bundle import read_bundle
 
 
 def machine() -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fashion_search.images import decode_image
+from fashion_search.model.images import decode_image
 from model_export.evaluate import exact_search
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

@@ -17,7 +17,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from fashion_search.bundle import BundleSpec, ImageSpec, TextSpec, write_bundle_json
+from fashion_search.model.bundle import BundleSpec, ImageSpec, TextSpec, write_bundle_json
 
 _CORPUS = " ".join([
     "men women boys girls unisex navy blue black white red green grey brown pink purple yellow",

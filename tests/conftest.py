@@ -12,9 +12,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from fashion_search.builder import BuildSummary, build_index
-from fashion_search.bundle import BundleSpec
-from fashion_search.embedder import Embedder
+from fashion_search.build.pipeline import BuildSummary, build_index
+from fashion_search.model.bundle import BundleSpec
+from fashion_search.model.embedder import Embedder
 from fashion_search.store import open_store
 from model_export.calibrate import calibrate, write_calibration
 from model_export.evaluate import encode_gallery

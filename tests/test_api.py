@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashion_search import versions
-from fashion_search.api import LambdaHandler, create_handler
 from fashion_search.config import Settings
-from fashion_search.embedder import Embedder, l2_normalize
-from fashion_search.local_server import LocalContext
-from fashion_search.service import Query, SearchService
-from fashion_search.store import open_store
+from fashion_search.http.api import LambdaHandler, create_handler
+from fashion_search.http.local_server import LocalContext
+from fashion_search.model.embedder import Embedder, l2_normalize
+from fashion_search.serve.query import Query
+from fashion_search.serve.service import SearchService
+from fashion_search.store import open_store, versions
 from tests.conftest import FASHION_IMAGES
 
 EVENT = json.loads((Path(__file__).parent / "events" / "http_api_v2.json").read_text())

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashion_search import vector_index, versions
-from fashion_search.builder import BuildError, BuildOptions, BuildSummary, build_index
-from fashion_search.embedder import Embedder
-from fashion_search.fetch import FetchError, FetchOptions
-from fashion_search.store import LocalStore, ObjectStore, open_store
+from fashion_search.build.fetch import FetchError, FetchOptions
+from fashion_search.build.pipeline import BuildError, BuildOptions, BuildSummary, build_index
+from fashion_search.index import open_index
+from fashion_search.model.embedder import Embedder
+from fashion_search.store import LocalStore, ObjectStore, open_store, versions
 from tests.conftest import DATA
 from tests.replica import Fault, Replica
 
@@ -75,12 +75,12 @@ def test_dummyjson_build_into_s3_survives_faults(dummyjson: Replica, s3_uri: str
     assert thumb.format == "WEBP" and max(thumb.size) <= 320
 
     # The index answers with cosine similarity: a product's own image finds itself first.
-    index = vector_index.deserialize(versions.read_file(store, manifest, "index.faiss"))
+    index = open_index(manifest.index, lambda name: versions.read_file(store, manifest, name))
     embeddings = np.load(io.BytesIO(versions.read_file(store, manifest, "embeddings.npy")))
     assert index.ntotal == 96 and embeddings.shape == (96, 32)
     own = Embedder(tiny_bundle).encode_images([Image.open(DATA / "dummyjson/legacy_v1/images/10/1.jpg")
                                                .convert("RGB")])
-    scores, ids = vector_index.search(index, own, 5)
+    scores, ids = index.search(own, 5)
     assert products[ids[0][0]]["product_id"] == "10" and scores[0][0] == pytest.approx(1.0, abs=1e-4)
     assert list(scores[0]) == sorted(scores[0], reverse=True)
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashion_search.bundle import BundleError, read_bundle
-from fashion_search.embedder import Embedder, image_to_array
+from fashion_search.model.bundle import BundleError, read_bundle
+from fashion_search.model.embedder import Embedder, image_to_array
 from model_export.tiny_bundle import make_tiny_bundle
 from tests.conftest import DATA
 

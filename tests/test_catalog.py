@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fashion_search.catalog import Catalog, load_catalog
-from fashion_search.fetch import Fetcher, FetchError, FetchOptions
+from fashion_search.build.catalog import Catalog, load_catalog
+from fashion_search.build.fetch import Fetcher, FetchError, FetchOptions
 from tests.conftest import DATA, FASHION_FEED
 from tests.replica import Fault, Replica
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fashion_search import vector_index, versions
-from fashion_search.store import open_store
+from fashion_search.index import open_index
+from fashion_search.store import open_store, versions
 from tests.conftest import FASHION_FEED
 
 CLI = str(Path(sys.executable).parent / "fashion-search")
@@ -78,9 +78,9 @@ def test_full_fashion_feed_then_unchanged_rebuild_then_killed_build(tmp_path: Pa
 
     assert versions.read_pointer(store) == before
     live = versions.read_manifest(store, before.version, before.manifest_sha256)
-    index = vector_index.deserialize(versions.read_file(store, live, "index.faiss"))  # checksums verified
+    index = open_index(live.index, lambda name: versions.read_file(store, live, name))  # checksums verified
     vectors = np.load(io.BytesIO(versions.read_file(store, live, "embeddings.npy")))
-    _, ids = vector_index.search(index, vectors[:50], 1)
+    _, ids = index.search(vectors[:50], 1)
     assert (ids[:, 0] == np.arange(50)).mean() > 0.9
     complete = [v for v, done in versions.list_versions(store).items() if done]
     assert complete == [summary["version"], second["version"]]  # the dead build published nothing

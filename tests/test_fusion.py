@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fashion_search.bundle import read_bundle
-from fashion_search.calibration import Calibration, Platt, best_threshold, fit_platt, relevance
-from fashion_search.duplicates import first_of_each
-from fashion_search.fusion import GalleryStats, candidate_vector, hybrid_order, soft_and, unit
+from fashion_search.model.bundle import read_bundle
+from fashion_search.model.calibration import Calibration, Platt, best_threshold, fit_platt, relevance
+from fashion_search.serve.duplicates import first_of_each
+from fashion_search.serve.fusion import GalleryStats, candidate_vector, hybrid_order, soft_and, unit
 from model_export.calibrate import OUT_OF_CATALOG, nonsense, write_calibration
 from model_export.composed import JUNK_QUERIES, composed_queries, relevant
 from model_export.starter.data import load_products, time_split_indices

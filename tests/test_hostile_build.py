@@ -28,15 +28,15 @@ import boto3
 import pytest
 from PIL import Image
 
-from fashion_search import versions
-from fashion_search.builder import BuildOptions, BuildSummary, build_index
-from fashion_search.catalog import CatalogOptions, CatalogTooLarge
+from fashion_search.build.catalog import CatalogOptions, CatalogTooLarge
+from fashion_search.build.fetch import FetchError, FetchOptions
+from fashion_search.build.pipeline import BuildOptions, BuildSummary, build_index
 from fashion_search.config import Settings
-from fashion_search.embedder import Embedder
-from fashion_search.fetch import FetchError, FetchOptions
-from fashion_search.schemas import search_response
-from fashion_search.service import Query, SearchService
-from fashion_search.store import ObjectStore, open_store
+from fashion_search.http.schemas import search_response
+from fashion_search.model.embedder import Embedder
+from fashion_search.serve.query import Query
+from fashion_search.serve.service import SearchService
+from fashion_search.store import ObjectStore, open_store, versions
 from fashion_search.store.local import LocalStore
 from infra.settings import Settings as InfraSettings
 from tests.conftest import FASHION_FEED, FASHION_IMAGES, write_feed

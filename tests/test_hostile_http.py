@@ -21,10 +21,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from fashion_search.api import LambdaHandler, create_handler
 from fashion_search.config import Settings
-from fashion_search.local_server import LocalContext, LocalServer, http_api_event
-from fashion_search.service import SearchService
+from fashion_search.http.api import LambdaHandler, create_handler
+from fashion_search.http.local_server import LocalContext, LocalServer, http_api_event
+from fashion_search.serve.service import SearchService
 from tests.conftest import FASHION_IMAGES, build_store, write_feed
 from tests.test_api import b64, call, event
 

@@ -25,15 +25,16 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from fashion_search import service as service_module
-from fashion_search import vector_index, versions
-from fashion_search.api import create_handler
 from fashion_search.config import Settings
-from fashion_search.embedder import l2_normalize
-from fashion_search.images import ImageError, decode_image
-from fashion_search.local_server import LocalServer
-from fashion_search.service import Query, SearchService
-from fashion_search.store import open_store
+from fashion_search.http.api import create_handler
+from fashion_search.http.local_server import LocalServer
+from fashion_search.index import FaissHnswIndex
+from fashion_search.model.embedder import l2_normalize
+from fashion_search.model.images import ImageError, decode_image
+from fashion_search.serve import service as service_module
+from fashion_search.serve.query import Query
+from fashion_search.serve.service import SearchService
+from fashion_search.store import open_store, versions
 
 pytestmark = pytest.mark.hostile
 
@@ -47,7 +48,7 @@ def encode(img: Image.Image, fmt: str, **options: object) -> bytes:
 
 @contextmanager
 def logged(name: str) -> Iterator[list[logging.LogRecord]]:
-    """The records `name`'s logger emits meanwhile (api.py stops fashion_search loggers propagating)."""
+    """The records `name`'s logger emits meanwhile (http/api.py stops fashion_search loggers propagating)."""
     records: list[logging.LogRecord] = []
     capture = logging.Handler(logging.DEBUG)
     capture.emit = records.append  # type: ignore[method-assign]
@@ -188,8 +189,8 @@ def _unit(rows: int, dim: int, seed: int = 3) -> np.ndarray:
 
 def _narrow_index(files: dict[str, bytes]) -> None:
     """Same count, half the model's dimension (like a 128-d index for a 256-d model)."""
-    old = vector_index.deserialize(files["index.faiss"])
-    files["index.faiss"] = vector_index.serialize(vector_index.build_hnsw(_unit(old.ntotal, old.d // 2)))
+    old = FaissHnswIndex.from_bytes(files["index.faiss"])
+    files["index.faiss"] = FaissHnswIndex.build(_unit(old.ntotal, old.dim // 2)).to_bytes()
 
 
 def _random_index(files: dict[str, bytes]) -> None:
@@ -197,8 +198,8 @@ def _random_index(files: dict[str, bytes]) -> None:
 
 
 def _long_vectors(files: dict[str, bytes]) -> None:
-    old = vector_index.deserialize(files["index.faiss"])
-    files["index.faiss"] = vector_index.serialize(vector_index.build_hnsw(3 * _unit(old.ntotal, old.d)))
+    old = FaissHnswIndex.from_bytes(files["index.faiss"])
+    files["index.faiss"] = FaissHnswIndex.build(3 * _unit(old.ntotal, old.dim)).to_bytes()
 
 
 def _rows(files: dict[str, bytes]) -> list[bytes]:
@@ -243,7 +244,7 @@ def test_a_broken_version_with_matching_checksums_is_refused(serving, damage: st
     change, expected = BROKEN[damage]
     good = api.service.live.version
     bad = republish(store, good, change)
-    with logged("fashion_search.service") as records:
+    with logged("fashion_search.serve.service") as records:
         api.service.refresh()
 
     state = api.health()
@@ -263,7 +264,7 @@ def test_a_refused_version_is_retried_with_capped_exponential_backoff(serving, m
     api, store = serving
     good = api.service.live.version
     republish(store, good, _random_index)
-    with logged("fashion_search.service") as records:
+    with logged("fashion_search.serve.service") as records:
         def attempts() -> int:
             return sum("refused" in r.getMessage() for r in records)
 
@@ -306,7 +307,7 @@ def test_health_clears_a_problem_once_it_is_gone(serving) -> None:
 def test_an_unreadable_store_at_cold_start_is_503_without_the_store_location(tmp_path: Path,
                                                                               tiny_bundle: Path) -> None:
     (tmp_path / "store").write_text("a file where the store folder should be")  # every read fails: OSError
-    with logged("fashion_search.service") as records:
+    with logged("fashion_search.serve.service") as records:
         api = Serving(str(tmp_path / "store"), tiny_bundle)
     try:
         state = api.health()
@@ -411,7 +412,7 @@ def test_an_s3_outage_is_reported_while_the_loaded_version_serves(s3_serving) ->
     version = api.service.live.version
     assert api.health()["problem"] is None
     switch.set("down")
-    with logged("fashion_search.service") as records:
+    with logged("fashion_search.serve.service") as records:
         assert wait_for(lambda: api.health()["problem"] is not None)
     state = api.health()
     assert state["status"] == "ok" and state["index_version"] == version
@@ -462,7 +463,7 @@ def test_an_empty_store_is_explained_without_naming_it(tmp_path: Path, tiny_bund
 def test_a_garbage_pointer_is_reported_without_the_store_or_its_bytes(s3_uri: str, tiny_bundle: Path) -> None:
     secret = b'{"version": "x", "token": "AKIA-SECRET-in-the-pointer"'
     open_store(s3_uri).put(versions.POINTER_KEY, secret)
-    with logged("fashion_search.service") as service_log, logged("fashion_search.versions") as versions_log:
+    with logged("fashion_search.serve.service") as service_log, logged("fashion_search.store.versions") as versions_log:
         api = Serving(s3_uri, tiny_bundle)
     try:
         response = api.search(text="red dress")

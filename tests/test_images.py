@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from fashion_search.images import ImageError, decode_image, make_thumbnail
+from fashion_search.model.images import ImageError, decode_image, make_thumbnail
 from tests.conftest import DATA
 
 JPEG = (DATA / "fashion" / "images" / "10000.jpg").read_bytes()

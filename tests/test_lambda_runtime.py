@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fashion_search import versions
-from fashion_search.store import open_store
+from fashion_search.store import open_store, versions
 from tests.conftest import write_feed
 from tests.lambda_runtime import RuntimeApi
 from tests.test_api import EVENT

@@ -2,7 +2,7 @@
 
 import json
 
-from fashion_search.live_index import ProductTable
+from fashion_search.serve.live_index import ProductTable
 
 
 def test_rows_are_the_lines_of_products_jsonl_blank_lines_skipped():

@@ -10,12 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fashion_search import versions
-from fashion_search.api import create_handler
 from fashion_search.config import Settings
-from fashion_search.local_server import LocalServer
-from fashion_search.service import Query, SearchService
-from fashion_search.store import open_store
+from fashion_search.http.api import create_handler
+from fashion_search.http.local_server import LocalServer
+from fashion_search.serve.query import Query
+from fashion_search.serve.service import SearchService
+from fashion_search.store import open_store, versions
 from tests.conftest import build_store, write_feed
 
 

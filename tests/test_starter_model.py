@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from fashion_search.bundle import DEFAULT_BUNDLE_ENV, default_bundle_dir, read_bundle
-from fashion_search.calibration import relevance
-from fashion_search.embedder import Embedder
-from fashion_search.fusion import GalleryStats
-from fashion_search.images import decode_image
+from fashion_search.model.bundle import DEFAULT_BUNDLE_ENV, default_bundle_dir, read_bundle
+from fashion_search.model.calibration import relevance
+from fashion_search.model.embedder import Embedder
+from fashion_search.model.images import decode_image
+from fashion_search.serve.fusion import GalleryStats
 from model_export import other_catalogs
 from model_export.composed import composed_queries, relevant, top_k
 from model_export.evaluate import AttributeQueries, attribute_precision, exact_search, title_recall

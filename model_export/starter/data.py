@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fashion_search.bundle import ImageSpec
-from fashion_search.embedder import image_to_array
-from fashion_search.images import decode_image
+from fashion_search.model.bundle import ImageSpec
+from fashion_search.model.embedder import image_to_array
+from fashion_search.model.images import decode_image
 
 # ../shared/data relative to the repository root (model_export/starter/data.py -> parents[2]).
 DEFAULT_FEED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "fashion" / "feed.jsonl"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from fashion_search.bundle import BundleSpec, TextSpec, write_bundle_json
+from fashion_search.model.bundle import BundleSpec, TextSpec, write_bundle_json
 from model_export.clip_export import export_onnx
 from model_export.evaluate import (
     LABELS,
@@ -148,7 +148,7 @@ def export_bundle(model: StarterModel, backbone: EfficientNetLite, bridge: Bridg
     """Export, measure fp32 vs int8 text through the runtime Embedder, seal, and write MODEL_CARD.md.
 
     `minutes`: wall time of the earlier phases (prepare = backbone features + MiniLM captions, train)."""
-    from fashion_search.embedder import Embedder
+    from fashion_search.model.embedder import Embedder
     from model_export.calibrate import calibrate
 
     started = time.monotonic()

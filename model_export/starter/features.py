@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fashion_search.bundle import ImageSpec, file_sha256
-from fashion_search.embedder import image_to_array
-from fashion_search.images import decode_image
+from fashion_search.model.bundle import ImageSpec, file_sha256
+from fashion_search.model.embedder import image_to_array
+from fashion_search.model.images import decode_image
 from model_export.starter.efficientnet_lite import EfficientNetLite, weights_path
 from model_export.starter.models import Trunk
 

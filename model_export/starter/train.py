@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fashion_search.bundle import ImageSpec
+from fashion_search.model.bundle import ImageSpec
 from model_export.evaluate import exact_search
 from model_export.starter import efficientnet_lite
 from model_export.starter.data import (

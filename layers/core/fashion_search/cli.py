@@ -14,17 +14,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .bundle import default_bundle_dir
-from .catalog import CatalogOptions
+from .build.catalog import CatalogOptions
+from .build.fetch import FetchOptions
+from .build.progress import Progress
 from .errors import FashionSearchError
-from .fetch import FetchOptions
-from .progress import Progress
+from .index import HnswParams
+from .model.bundle import default_bundle_dir
 from .store.base import StoreError
-from .vector_index import HnswParams
-from .versions import DEAD_BUILD_SECONDS
+from .store.versions import DEAD_BUILD_SECONDS
 
 if TYPE_CHECKING:
-    from .service import SearchResult, SearchService
+    from .serve.query import SearchResult
+    from .serve.service import SearchService
 
 FRONTEND = Path(__file__).resolve().parents[3] / "frontend"
 
@@ -34,13 +35,13 @@ def _print_json(obj: object) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from .builder import BuildOptions, build_index
-    from .embedder import Embedder
+    from .build.pipeline import BuildOptions, build_index
+    from .model.embedder import Embedder
     from .store import open_store
 
     options = BuildOptions(
         limit=args.limit,
-        hnsw=HnswParams(m=args.hnsw_m, ef_construction=args.ef_construction, ef_search=args.ef_search),
+        index=HnswParams(m=args.hnsw_m, ef_construction=args.ef_construction, ef_search=args.ef_search),
         fetch=FetchOptions(concurrency=args.concurrency, timeout=args.timeout, retries=args.retries,
                            image_hosts=tuple(args.image_host)),
         catalog=CatalogOptions(max_products=args.max_products, max_pages=args.max_pages,
@@ -57,7 +58,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def _prune(args: argparse.Namespace) -> int:
     from .store import open_store
-    from .versions import prune
+    from .store.versions import prune
 
     _print_json(prune(open_store(args.store), args.keep, grace_seconds=args.grace_minutes * 60))
     return 0
@@ -65,7 +66,7 @@ def _prune(args: argparse.Namespace) -> int:
 
 def _service(args: argparse.Namespace, require_index: bool = True, **settings: object) -> SearchService:
     from .config import Settings
-    from .service import SearchService
+    from .serve.service import SearchService
 
     service = SearchService(Settings(store=args.store, model=Path(args.model), **settings))  # type: ignore[arg-type]
     if require_index and service.live is None:
@@ -76,8 +77,8 @@ def _service(args: argparse.Namespace, require_index: bool = True, **settings: o
 def _serve(args: argparse.Namespace) -> int:
     # Local runs print no CloudWatch metric records (EMF) unless asked to.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    from .api import create_handler
-    from .local_server import LocalServer
+    from .http.api import create_handler
+    from .http.local_server import LocalServer
 
     # Like the Lambda, the server starts without an index: it answers 503 until a build publishes one.
     service = _service(args, require_index=False, allowed_origins=tuple(args.allow_origin))
@@ -96,14 +97,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _query_one(service: SearchService, text: str | None, image: str | None, alpha: float, top_k: int,
                collapse: bool) -> SearchResult:
-    from .service import Query
+    from .serve.query import Query
 
     data = Path(image).read_bytes() if image else None
     return service.search(Query(text=text, image=data, alpha=alpha, top_k=top_k, collapse_duplicates=collapse))
 
 
 def _query(args: argparse.Namespace) -> int:
-    from .schemas import search_response
+    from .http.schemas import search_response
 
     service = _service(args, refresh_seconds=math.inf)
     if not args.queries:

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bundle import default_bundle_dir
+from .model.bundle import default_bundle_dir
 
 ENV_PREFIX = "FASHION_SEARCH_"
 

@@ -1,4 +1,5 @@
-"""Object storage behind one small interface: a local folder (the embedded default) or S3."""
+"""Object storage behind one small interface: a local folder (the embedded default) or S3, and (versions.py)
+the immutable index versions laid out in it. Imports nothing of ours but errors."""
 
 from __future__ import annotations
 

@@ -1,22 +1,22 @@
-"""One loaded, checked index version: the FAISS graph and the products' metadata, in memory."""
+"""One loaded, checked index version: the vector index and the products' metadata, in memory."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import faiss
 import numpy as np
 
-from . import vector_index, versions
-from .errors import FashionSearchError
+from ..errors import FashionSearchError
+from ..index import IndexUnusable, VectorIndex, open_index
+from ..store import ObjectStore, versions
 from .fusion import GalleryStats
-from .store import ObjectStore
 
 if TYPE_CHECKING:
-    from .embedder import Embedder
+    from ..model.embedder import Embedder
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class ProductTable:
 class LiveIndex:
     pointer: versions.Pointer
     manifest: versions.Manifest
-    index: faiss.Index
+    index: VectorIndex
     products: ProductTable  # row -> metadata, as products.jsonl holds it
     rows: dict[str, int]  # product id -> row
     stats: GalleryStats  # every query's score distribution over this index (fusion.py)
@@ -68,9 +68,7 @@ class LiveIndex:
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
         """The stored unit vectors of `rows` [len(rows), dim]."""
-        if not len(rows):
-            return np.zeros((0, self.index.d), dtype=np.float32)
-        return self.index.reconstruct_batch(np.ascontiguousarray(rows, dtype=np.int64))
+        return self.index.vectors(rows)
 
     @classmethod
     def load(cls, store: ObjectStore, pointer: versions.Pointer, model: Embedder) -> LiveIndex:
@@ -91,24 +89,29 @@ class LiveIndex:
                 "built with"
             )
         products = ProductTable(versions.read_file(store, manifest, "products.jsonl"))
-        index = _deserialize(version, versions.read_file(store, manifest, "index.faiss"))
-        if index.d != model.dim:
-            raise versions.VersionError(f"index version {version} holds {index.d}-d vectors, but model {model.name!r} "
-                                        f"makes {model.dim}-d vectors: rebuild the index")
+        index = _open(manifest, lambda name: versions.read_file(store, manifest, name))
+        if index.dim != model.dim:
+            raise versions.VersionError(f"index version {version} holds {index.dim}-d vectors, but model "
+                                        f"{model.name!r} makes {model.dim}-d vectors: rebuild the index")
         if index.ntotal != len(products) or index.ntotal != manifest.counts.get("indexed"):
             raise versions.VersionError(f"version {version}: index and metadata disagree on the count")
         rows = _rows_by_id(version, products)
         sample = _probe(version, index)
         return cls(pointer, manifest, index, products, rows,
-                   GalleryStats.of(sample if len(sample) else np.zeros((1, index.d), dtype=np.float32)))
+                   GalleryStats.of(sample if len(sample) else np.zeros((1, index.dim), dtype=np.float32)))
 
 
-def _deserialize(version: str, data: bytes) -> faiss.Index:
+def _unusable(version: str, exc: IndexUnusable) -> versions.VersionError:
+    """The VersionError for /health; the engine's own error (it may name its sources) goes to the log only."""
+    logger.error("version %s: %s: %s", version, exc, exc.__cause__ or "")
+    return versions.VersionError(f"version {version}: {exc}")
+
+
+def _open(manifest: versions.Manifest, read: Callable[[str], bytes]) -> VectorIndex:
     try:
-        return vector_index.deserialize(data)
-    except RuntimeError as exc:  # faiss's errors name its C++ sources: the log has them, not /health
-        logger.error("index.faiss of version %s does not deserialise: %s", version, exc)
-        raise versions.VersionError(f"version {version}: index.faiss is not a FAISS index") from None
+        return open_index(manifest.index, read)
+    except IndexUnusable as exc:
+        raise _unusable(manifest.version, exc) from None
 
 
 def _rows_by_id(version: str, products: ProductTable) -> dict[str, int]:
@@ -130,18 +133,17 @@ def _rows_by_id(version: str, products: ProductTable) -> dict[str, int]:
     return rows
 
 
-def _probe(version: str, index: faiss.Index) -> np.ndarray:
+def _probe(version: str, index: VectorIndex) -> np.ndarray:
     """Up to STATS_SAMPLE stored vectors, checked: unit length (cosine = inner product, what scores and
     calibration assume), and a search for some of them finds them (or an equal) with finite scores."""
     picked = np.sort(np.random.default_rng(0).permutation(index.ntotal)[:STATS_SAMPLE])
     if not len(picked):
-        return np.zeros((0, index.d), dtype=np.float32)
+        return np.zeros((0, index.dim), dtype=np.float32)
     try:
-        sample = index.reconstruct_batch(picked)
-        scores, ids = vector_index.search(index, sample[:PROBES], 1)
-    except RuntimeError as exc:
-        logger.error("index.faiss of version %s cannot be searched: %s", version, exc)
-        raise versions.VersionError(f"version {version}: index.faiss cannot be searched") from None
+        sample = index.vectors(picked)
+        scores, ids = index.search(sample[:PROBES], 1)
+    except IndexUnusable as exc:
+        raise _unusable(version, exc) from None
     if not np.all(np.abs(np.linalg.norm(sample, axis=1) - 1.0) < 1e-3):  # NaN fails too
         raise versions.VersionError(f"version {version}: index.faiss holds vectors that are not unit length")
     # One probe finding itself is enough: HNSW may leave the odd vector unreachable.

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from ..errors import FashionSearchError
+from ...errors import FashionSearchError
 from ..fetch import Fetcher, FetchError
 from .product import Product
 

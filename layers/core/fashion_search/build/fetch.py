@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from .errors import FashionSearchError
+from ..errors import FashionSearchError
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 USER_AGENT = "fashion-search-indexer/0.1"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.client import responses as reasons
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from waitress.channel import HTTPChannel
@@ -36,7 +36,6 @@ from waitress.task import ErrorTask
 
 from .api import LambdaHandler
 from .schemas import MAX_REQUEST_BYTES, ErrorDetail, ErrorResponse
-from .store import KeyNotFound, ObjectStore
 
 THREADS = 8
 _THUMBNAIL = re.compile(r"^/thumbnails/([0-9a-f]{64}\.webp)$")
@@ -46,6 +45,15 @@ SECURITY_HEADERS = [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "
                     ("Referrer-Policy", "no-referrer")]
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+
+
+class Objects(Protocol):
+    """Where the thumbnails are read from, as CloudFront reads them from the bucket: the index's object store
+    (store.ObjectStore has this shape; its KeyNotFound is a KeyError)."""
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes; a KeyError when there is none."""
+        ...
 
 
 @dataclass
@@ -157,7 +165,7 @@ class LocalServer:
     """What `fashion-search serve` runs: the API, the thumbnails and the search page on one port, `threads`
     threads (the handler one call at a time)."""
 
-    def __init__(self, handler: LambdaHandler, store: ObjectStore, *, frontend: Path | None = None,
+    def __init__(self, handler: LambdaHandler, store: Objects, *, frontend: Path | None = None,
                  host: str = "127.0.0.1", port: int = 8000, api_base_url: str = "", threads: int = THREADS) -> None:
         self.handler, self.store, self.frontend = handler, store, frontend
         self.config = json.dumps({"apiBaseUrl": api_base_url}).encode()
@@ -223,7 +231,7 @@ class LocalServer:
         if match := _THUMBNAIL.match(path):
             try:
                 data = self.store.get(f"thumbnails/{match.group(1)}")
-            except KeyNotFound:
+            except KeyError:
                 return _text(404, "no such thumbnail")
             return _Reply(200, data, [("Content-Type", "image/webp"),
                                       ("Cache-Control", "public, max-age=31536000, immutable")])

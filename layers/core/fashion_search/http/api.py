@@ -30,8 +30,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from . import __version__
-from .images import DEFAULT_MAX_PIXELS, ImageError
+from .. import __version__
+from ..model.images import DEFAULT_MAX_PIXELS, ImageError
+from ..serve.query import EmptyQuery, Query
+from ..serve.service import NotReady, SearchService
 from .schemas import (
     MAX_IMAGE_BYTES,
     MAX_REQUEST_BYTES,
@@ -44,7 +46,6 @@ from .schemas import (
     image_url,
     search_response,
 )
-from .service import EmptyQuery, NotReady, Query, SearchService
 
 logger = Logger(service="fashion-search")
 metrics = Metrics(namespace="FashionSearch", service="fashion-search")
@@ -223,8 +224,8 @@ def create_handler(service: SearchService) -> LambdaHandler:
         if refusal := unsupported_media_type():  # a form or multipart body that happened to validate
             raise refusal
         image = decode_image_field(request.image) if request.image else None
-        result = service.search(Query(text=request.text, image=image, alpha=request.alpha, top_k=request.top_k,
-                                      collapse_duplicates=request.collapse_duplicates))
+        # The request's fields are the Query's (the image decoded): a new query term is a field of both.
+        result = service.search(Query(**request.model_dump(exclude={"image"}), image=image))
         metrics.add_metric(name="SearchLatency", unit=MetricUnit.Milliseconds, value=result.query_ms)
         metrics.add_metric(name="EmbeddingCacheHits", unit=MetricUnit.Count, value=result.cached)
         metrics.add_metric(name="EmbeddingCacheMisses", unit=MetricUnit.Count, value=result.encoded)

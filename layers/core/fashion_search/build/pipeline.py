@@ -1,4 +1,4 @@
-"""The index pipeline: catalog -> images -> thumbnails + embeddings -> HNSW -> a published version.
+"""The index pipeline: catalog -> images -> thumbnails + embeddings -> an index -> a published version.
 
 Fetching is async and bounded; decoding runs in worker threads; encoding of one chunk overlaps the
 fetching of the next. A product whose image cannot be used is skipped with a reason, never fatal.
@@ -17,15 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from . import vector_index, versions
+from ..errors import FashionSearchError
+from ..index import HnswParams, IndexParams
+from ..model.embedder import Embedder
+from ..model.images import THUMBNAIL_CONTENT_TYPE, ImageError, decode_image, make_thumbnail
+from ..store import ObjectStore, versions
 from .catalog import Catalog, CatalogOptions, Product, Rejected, load_catalog
-from .embedder import Embedder
-from .errors import FashionSearchError
 from .fetch import Fetcher, FetchError, FetchOptions, is_url
-from .images import THUMBNAIL_CONTENT_TYPE, ImageError, decode_image, make_thumbnail
 from .progress import Progress
-from .store import ObjectStore
-from .vector_index import HnswParams
 
 CHUNK = 256
 
@@ -37,7 +36,7 @@ class BuildError(FashionSearchError):
 @dataclass(frozen=True)
 class BuildOptions:
     limit: int | None = None  # read and index only the first N products
-    hnsw: HnswParams = field(default_factory=HnswParams)
+    index: IndexParams = field(default_factory=HnswParams)  # which kind of index, built how
     fetch: FetchOptions = field(default_factory=FetchOptions)
     catalog: CatalogOptions = field(default_factory=CatalogOptions)
     keep_versions: int | None = None  # prune after publishing, keeping this many versions
@@ -216,16 +215,16 @@ async def build_index(catalog_source: str, store: ObjectStore, embedder: Embedde
         raise BuildError(f"no product of {catalog_source} could be indexed "
                            f"({len(rejected)} skipped: {dict(Counter(r.reason for r in rejected))})")
 
-    progress.stage(f"hnsw over {len(items):,} vectors")
+    progress.stage(f"index over {len(items):,} vectors")
     vectors = np.stack([i.vector for i in items]).astype(np.float32)
-    index = await asyncio.to_thread(vector_index.build_hnsw, vectors, options.hnsw)
-    progress.finish(f"M={options.hnsw.m}, efConstruction={options.hnsw.ef_construction}")
+    index = await asyncio.to_thread(options.index.build, vectors)
+    progress.finish(str(options.index))
 
     progress.stage("upload")
     embeddings = io.BytesIO()
     np.save(embeddings, vectors)
     files = {
-        "index.faiss": vector_index.serialize(index),
+        **index.save(),
         "embeddings.npy": embeddings.getvalue(),
         "products.jsonl": _jsonl([_metadata(i.product, i.record.thumbnail) for i in items]),
         "records.jsonl": _jsonl([i.record.as_dict() for i in items]),
@@ -243,7 +242,7 @@ async def build_index(catalog_source: str, store: ObjectStore, embedder: Embedde
                 "skipped": len(rejected), "reused": pipeline.reused, "encoded": pipeline.encoded},
         skipped_by_reason=by_reason,
         model={"name": embedder.name, "hash": embedder.model_hash, "dim": embedder.dim},
-        index={"type": "IndexHNSWFlat", "metric": "inner_product", **options.hnsw.as_dict()},
+        index=options.index.describe(),
         files=infos,
     )
     await asyncio.to_thread(versions.publish, store, manifest)

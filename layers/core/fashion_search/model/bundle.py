@@ -21,13 +21,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from ..errors import FashionSearchError
 from .calibration import Calibration
-from .errors import FashionSearchError
 
 BUNDLE_FILES = ("text.onnx", "image.onnx", "tokenizer.json")
 DEFAULT_BUNDLE_ENV = "FASHION_SEARCH_MODEL"
 # The repository ships its starter bundle here (see models/README.md).
-_REPO_BUNDLE = Path(__file__).resolve().parents[3] / "models" / "fashion-starter"
+_REPO_BUNDLE = Path(__file__).resolve().parents[4] / "models" / "fashion-starter"
 
 
 class ImageSpec(BaseModel):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from .service import SearchResult
+    from ..serve.query import SearchResult
 
 MAX_REQUEST_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit: API Gateway and the local server refuse more
 MAX_TEXT_CHARS = 500

@@ -12,7 +12,7 @@ import warnings
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from .errors import FashionSearchError
+from ..errors import FashionSearchError
 
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
 THUMBNAIL_MAX_SIDE = 320

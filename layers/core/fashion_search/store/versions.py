@@ -25,8 +25,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import FashionSearchError
-from .store import KeyNotFound, ObjectStore
+from ..errors import FashionSearchError
+from .base import KeyNotFound, ObjectStore
 
 logger = logging.getLogger(__name__)
 

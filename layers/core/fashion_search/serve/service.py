@@ -20,25 +20,23 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from . import vector_index, versions
-from .calibration import relevance
-from .config import Settings
+from ..config import Settings
+from ..errors import FashionSearchError
+from ..model.calibration import relevance
+from ..model.embedder import Embedder
+from ..model.images import decode_image
+from ..store import open_store, versions
 from .duplicates import first_of_each
-from .embedder import Embedder
 from .embedding_cache import EmbeddingCache, content_key
-from .errors import FashionSearchError
 from .fusion import candidate_vector, hybrid_order, seed_vector
-from .images import decode_image
 from .live_index import LiveIndex
-from .store import open_store
+from .query import Hit, Query, SearchResult
 
 logger = logging.getLogger(__name__)
-
-SearchType = Literal["text", "image", "hybrid"]
 
 # A hybrid query ranks this many neighbours of its candidate vector by the soft AND (fusion.py).
 HYBRID_CANDIDATES = 256
@@ -57,10 +55,6 @@ class NotReady(FashionSearchError):
     """No index can be served yet (none published, or the live one was refused)."""
 
 
-class EmptyQuery(FashionSearchError, ValueError):
-    """Neither text nor image was given."""
-
-
 @dataclass(frozen=True)
 class _Refusal:
     """A pointer whose version failed to load: why (in public words), how often, and when to try again."""
@@ -69,34 +63,6 @@ class _Refusal:
     problem: str
     failures: int
     retry_at: float
-
-
-@dataclass(frozen=True)
-class Query:
-    text: str | None = None
-    image: bytes | None = None  # JPEG, PNG or WebP bytes
-    alpha: float = 0.5  # weight of the image in a hybrid query
-    top_k: int = 10
-    collapse_duplicates: bool = True  # one slot per image (duplicates.py)
-
-
-@dataclass(frozen=True)
-class Hit:
-    product: dict[str, Any]
-    score: float  # cosine similarity with the query vector (the seed's fused vector for hybrid queries)
-    relevance: float | None  # calibrated, in [0, 1]; None when the bundle is not calibrated
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    hits: list[Hit]
-    good_match: bool | None  # the best hit reaches the bundle's threshold; None: bundle not calibrated
-    search_type: SearchType
-    alpha_used: float
-    query_ms: float
-    cached: int  # how many of the query's embeddings came from the cache
-    encoded: int  # how many had to be computed
-    version: str
 
 
 class SearchService:
@@ -205,9 +171,7 @@ class SearchService:
         if live is None:
             raise NotReady(self.problem or "the index is not loaded")
         started = time.perf_counter()
-        text = query.text.strip() if query.text else ""
-        if not text and not query.image:
-            raise EmptyQuery("give a text, an image, or both")
+        text, search_type, alpha = query.plan()
         text_vector = image_vector = None
         cached = 0
         if text:
@@ -219,8 +183,6 @@ class SearchService:
             image_vector, hit = self.cache.get_or_compute(
                 content_key("image", image), lambda: self.embedder.encode_images([decode_image(image)])[0])
             cached += hit
-        search_type: SearchType = "hybrid" if text and query.image else "text" if text else "image"
-        alpha = query.alpha if search_type == "hybrid" else float(search_type == "image")
         hits = self._rank(live, text_vector, image_vector, alpha, query)
         calibration = self.embedder.spec.calibration
         good_match = None if calibration is None else bool(hits and hits[0].relevance >= calibration.threshold(alpha))
@@ -234,7 +196,7 @@ class SearchService:
         fetch = 2 * query.top_k + 10 if query.collapse_duplicates else query.top_k
         if text is not None and image is not None:
             probe = candidate_vector(image, text, alpha, live.stats)
-            _, ids = vector_index.search(live.index, probe[None, :], max(fetch, HYBRID_CANDIDATES))
+            _, ids = live.index.search(probe[None, :], max(fetch, HYBRID_CANDIDATES))
             rows = ids[0][ids[0] >= 0]
             vectors = live.vectors(rows)
             order = hybrid_order(image, text, alpha, live.stats, vectors)
@@ -243,7 +205,7 @@ class SearchService:
             scores = vectors @ seed_vector(image, text, alpha)
         else:
             vector = text if text is not None else image
-            found, ids = vector_index.search(live.index, vector[None, :], fetch)
+            found, ids = live.index.search(vector[None, :], fetch)
             rows, scores = ids[0][ids[0] >= 0], found[0][ids[0] >= 0]
             vectors = live.vectors(rows) if query.collapse_duplicates else None
             image_cos, text_cos = (scores, None) if text is None else (None, scores)

@@ -1,0 +1,127 @@
+"""FAISS HNSW over inner product of unit vectors (= cosine similarity): today's VectorIndex.
+
+On disk it is one file, `index.faiss`, FAISS's own serialisation of an `IndexHNSWFlat` (which keeps
+the vectors, so `vectors()` reads them back and efSearch travels with the graph).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import faiss
+import numpy as np
+
+from .base import IndexUnusable, ReadFile
+
+FILE = "index.faiss"
+
+
+@dataclass(frozen=True)
+class HnswParams:
+    """Graph degree and beam widths. efSearch is a query-time knob, stored as the default.
+
+    efSearch 256 is the lowest that keeps recall@10 >= 0.98 against exact search from 20k up to 1M
+    vectors (BENCHMARKS.md, section 2); it costs ~0.2 ms a query at 20k and ~0.35 ms at 1M on one core.
+    """
+
+    m: int = 32
+    ef_construction: int = 200
+    ef_search: int = 256
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def build(self, vectors: np.ndarray) -> FaissHnswIndex:
+        return FaissHnswIndex.build(vectors, self)
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": FaissHnswIndex.kind, "metric": "inner_product", **self.as_dict()}
+
+    def __str__(self) -> str:
+        return f"HNSW M={self.m}, efConstruction={self.ef_construction}, efSearch={self.ef_search}"
+
+
+class FaissHnswIndex:
+    """A FAISS index (an `IndexHNSWFlat` when built here) behind the VectorIndex interface."""
+
+    kind: ClassVar[str] = "IndexHNSWFlat"
+
+    def __init__(self, index: faiss.Index) -> None:
+        self._index = index
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, params: HnswParams = HnswParams()) -> FaissHnswIndex:
+        """An HNSW graph over `vectors` (rows must be L2-normalised; row i gets id i)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        index = faiss.IndexHNSWFlat(vectors.shape[1], params.m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = params.ef_construction
+        index.hnsw.efSearch = params.ef_search
+        if len(vectors):
+            index.add(vectors)
+        return cls(index)
+
+    @classmethod
+    def open(cls, spec: Mapping[str, Any], read: ReadFile) -> FaissHnswIndex:
+        return cls.from_bytes(read(FILE))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> FaissHnswIndex:
+        try:
+            return cls(faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8)))
+        except RuntimeError as exc:  # faiss's errors name its C++ sources: they are the cause, for the log
+            raise IndexUnusable(f"{FILE} is not a FAISS index") from exc
+
+    def to_bytes(self) -> bytes:
+        return faiss.serialize_index(self._index).tobytes()
+
+    def save(self) -> dict[str, bytes]:
+        return {FILE: self.to_bytes()}
+
+    @property
+    def dim(self) -> int:
+        return self._index.d
+
+    @property
+    def ntotal(self) -> int:
+        return self._index.ntotal
+
+    @property
+    def ef_search(self) -> int | None:
+        """The efSearch stored with the graph (None for an index that is not HNSW)."""
+        return self._index.hnsw.efSearch if isinstance(self._index, faiss.IndexHNSW) else None
+
+    def search(self, vectors: np.ndarray, k: int, allow: np.ndarray | None = None, *,
+               ef_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, rows) of the k nearest rows per query, best first; missing slots have row -1.
+
+        efSearch (the stored one unless given) is raised to k when needed: HNSW cannot return more
+        neighbours than its beam holds. `allow` restricts the results to those rows.
+        """
+        queries = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
+        k = min(k, self.ntotal)
+        if k <= 0:
+            empty = np.zeros((len(queries), 0))
+            return empty.astype(np.float32), empty.astype(np.int64)
+        selector = None if allow is None else faiss.IDSelectorBatch(np.ascontiguousarray(allow, dtype=np.int64))
+        params: faiss.SearchParameters | None = None
+        if isinstance(self._index, faiss.IndexHNSW):
+            params = faiss.SearchParametersHNSW(efSearch=max(k, ef_search or self._index.hnsw.efSearch))
+        elif selector is not None:
+            params = faiss.SearchParameters()
+        if selector is not None:
+            params.sel = selector  # `selector` outlives the search: params only point at it
+        try:
+            return self._index.search(queries, k, params=params)
+        except RuntimeError as exc:
+            raise IndexUnusable(f"{FILE} cannot be searched") from exc
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        if not len(rows):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        try:
+            return self._index.reconstruct_batch(rows)
+        except RuntimeError as exc:
+            raise IndexUnusable(f"{FILE} cannot be searched") from exc

@@ -1,0 +1,59 @@
+"""The VectorIndex interface over its implementations (today FAISS HNSW), and open_index's choice by manifest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fashion_search.index import KINDS, HnswParams, IndexUnusable, open_index
+
+
+def _unit(rows: int, dim: int = 16) -> np.ndarray:
+    vectors = np.random.default_rng(5).normal(size=(rows, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+@pytest.fixture(params=[HnswParams()], ids=lambda p: p.describe()["type"])
+def params(request: pytest.FixtureRequest) -> HnswParams:
+    return request.param
+
+
+def test_saved_and_opened_by_its_manifest_entry_it_answers_alike(params: HnswParams) -> None:
+    vectors = _unit(300)
+    built = params.build(vectors)
+    files = built.save()
+    opened = open_index(params.describe(), files.__getitem__)
+    assert params.describe()["type"] in KINDS and type(opened).kind == params.describe()["type"]
+    assert (opened.dim, opened.ntotal) == (16, 300)
+    np.testing.assert_allclose(opened.vectors(np.array([4, 7])), vectors[[4, 7]], atol=1e-6)
+    scores, rows = opened.search(vectors[:20], 5)
+    assert rows.shape == (20, 5) and (rows[:, 0] == np.arange(20)).mean() > 0.9
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
+    np.testing.assert_array_equal(rows, built.search(vectors[:20], 5)[1])
+
+
+def test_allow_keeps_results_to_those_rows(params: HnswParams) -> None:
+    vectors = _unit(300)
+    index = params.build(vectors)
+    allow = np.arange(0, 300, 3)
+    _, rows = index.search(vectors[:10], 8, allow=allow)
+    assert np.isin(rows[rows >= 0], allow).all() and (rows[::3, 0] == np.arange(0, 10, 3)).all()
+    _, none = index.search(vectors[:2], 4, allow=np.array([], dtype=np.int64))
+    assert (none == -1).all()  # missing slots are -1
+
+
+def test_k_beyond_the_count_and_an_empty_index(params: HnswParams) -> None:
+    index = params.build(_unit(3))
+    _, rows = index.search(_unit(1), 10)
+    assert rows.shape == (1, 3) and sorted(rows[0]) == [0, 1, 2]
+    assert index.vectors(np.array([], dtype=np.int64)).shape == (0, 16)
+    empty = params.build(np.zeros((0, 16), dtype=np.float32))
+    assert empty.search(_unit(1), 5)[1].shape == (1, 0)
+
+
+def test_unknown_kinds_and_bad_data_are_refused_in_words() -> None:
+    with pytest.raises(IndexUnusable, match="unknown type 'IVF-PQ'"):
+        open_index({"type": "IVF-PQ"}, lambda name: b"")
+    with pytest.raises(IndexUnusable, match=r"index\.faiss is not a FAISS index") as caught:
+        open_index(HnswParams().describe(), lambda name: b"not an index at all")
+    assert caught.value.__cause__ is not None  # FAISS's own words, for the log only
