@@ -32,6 +32,8 @@ _IMAGE = "fashion_search.image"  # request extension marking image requests (kep
 class FetchError(FashionSearchError):
     """A resource could not be fetched; `reason` is a short code for reports."""
 
+    status, code = 500, "fetch_failed"  # a build's source, never a request's
+
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason

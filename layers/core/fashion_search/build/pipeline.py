@@ -32,6 +32,8 @@ CHUNK = 256
 class BuildError(FashionSearchError):
     """Nothing could be indexed: publishing an empty version would take the catalog offline."""
 
+    status, code = 500, "build_failed"
+
 
 @dataclass(frozen=True)
 class BuildOptions:

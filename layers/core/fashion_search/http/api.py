@@ -31,9 +31,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from .. import __version__
-from ..model.images import DEFAULT_MAX_PIXELS, ImageError
-from ..serve.query import EmptyQuery, Query
-from ..serve.service import NotReady, SearchService
+from ..errors import FashionSearchError
+from ..model.images import DEFAULT_MAX_PIXELS
+from ..serve.query import Query
+from ..serve.service import SearchService
 from .schemas import (
     MAX_IMAGE_BYTES,
     MAX_REQUEST_BYTES,
@@ -56,7 +57,6 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 API = "/api/v1"
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
-_IMAGE_STATUS = {"too_large": 413, "unsupported_format": 415}
 _DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,", re.IGNORECASE)
 _IMAGE_LIMIT = f"at most {MAX_IMAGE_BYTES // 2**20} MB is accepted"
 _VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError", "ResponseValidationError")
@@ -94,10 +94,14 @@ class _Resolver(APIGatewayHttpResolver):
         return schema
 
 
-class ApiError(Exception):
+class ApiError(FashionSearchError):
+    """A refusal of the HTTP layer's own (an image field that is not base64, an unknown product...), with its
+    answer given where it is raised."""
+
+    status, code = 400, "invalid_request"
+
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code = status, code
+        super().__init__(message, status=status, code=code)
 
 
 def decode_image_field(value: str) -> bytes:
@@ -255,7 +259,7 @@ def create_handler(service: SearchService) -> LambdaHandler:
     @app.exception_handler([RequestValidationError, RequestUnsupportedContentType])
     def invalid_request(exc: RequestValidationError | RequestUnsupportedContentType) -> Response:
         if refusal := unsupported_media_type():
-            return api_error(refusal)
+            return known_error(refusal)
         if (length := _image_too_long(exc)) is not None:
             return error(413, "image_too_large", f"image is {length:,} characters of base64, over "
                                                  f"{MAX_IMAGE_BYTES // 2**20} MB decoded; {_IMAGE_LIMIT}")
@@ -265,23 +269,15 @@ def create_handler(service: SearchService) -> LambdaHandler:
     def unreadable_body(exc: ValueError) -> Response:
         # powertools parses form and multipart bodies before validating, and lets a malformed one (multipart
         # without a boundary) out as a ValueError: this API takes JSON only, so such a body is a 415 as well.
-        return api_error(refusal) if (refusal := unsupported_media_type()) else unexpected(exc)
+        return known_error(refusal) if (refusal := unsupported_media_type()) else unexpected(exc)
 
-    @app.exception_handler(ApiError)
-    def api_error(exc: ApiError) -> Response:
-        return error(exc.status, exc.code, str(exc))
-
-    @app.exception_handler(ImageError)
-    def bad_image(exc: ImageError) -> Response:
-        return error(_IMAGE_STATUS.get(exc.reason, 400), f"image_{exc.reason}", f"image: {exc}")
-
-    @app.exception_handler(EmptyQuery)
-    def empty_query(exc: EmptyQuery) -> Response:
-        return error(400, "empty_query", str(exc))
-
-    @app.exception_handler(NotReady)
-    def not_ready(exc: NotReady) -> Response:
-        return error(503, "index_unavailable", str(exc))
+    @app.exception_handler(FashionSearchError)
+    def known_error(exc: FashionSearchError) -> Response:
+        """Every error of ours, answered as its class (or the instance) declares. A 5xx other than the 503 (no
+        index yet) is our side, answered as a bug (an index that cannot be searched: its message is for the log)."""
+        if exc.status >= HTTPStatus.INTERNAL_SERVER_ERROR and exc.status != HTTPStatus.SERVICE_UNAVAILABLE:
+            return unexpected(exc)
+        return error(exc.status, exc.code, exc.public_message)
 
     @app.not_found
     def no_route(exc: NotFoundError) -> Response:

@@ -20,6 +20,8 @@ class IndexUnusable(FashionSearchError):
     name its sources, is the exception's __cause__, for the log.
     """
 
+    status, code = 500, "index_unusable"
+
 
 class VectorIndex(Protocol):
     """Unit vectors under row ids 0..ntotal-1, searched by inner product (= cosine similarity)."""

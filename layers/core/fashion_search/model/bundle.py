@@ -74,6 +74,8 @@ class BundleSpec(BaseModel):
 class BundleError(FashionSearchError, ValueError):
     """A bundle folder is missing files or does not match its bundle.json."""
 
+    status, code = 500, "bundle_invalid"  # the deployment's model, not the caller's
+
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()

@@ -30,14 +30,23 @@ DECODE_SIDE = 2 * THUMBNAIL_MAX_SIDE
 # while a bomb at the budget costs ~0.1 s and ~60 MB to decode here, a third of one at the old 40 MP.
 # A caller that needs more (a catalog of huge PNGs) passes its own.
 DEFAULT_MAX_PIXELS = 12_500_000
+_REASON_STATUS = {"too_large": 413, "unsupported_format": 415}  # ImageError's HTTP status; any other reason: 400
 
 
 class ImageError(FashionSearchError, ValueError):
-    """Bytes that are not a usable image; `reason` is a short machine-readable code."""
+    """Bytes that are not a usable image; `reason` is a short machine-readable code, and the error's code is
+    `image_<reason>`: 413 for an image too large, 415 for a format not accepted, 400 for anything else."""
+
+    status = 400
+    code = "image_not_an_image"
 
     def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(message, status=_REASON_STATUS.get(reason, 400), code=f"image_{reason}")
         self.reason = reason
+
+    @property
+    def public_message(self) -> str:
+        return f"image: {self}"
 
 
 def decode_image(

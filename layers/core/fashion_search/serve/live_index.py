@@ -31,6 +31,8 @@ PROBES = 8
 class ModelMismatch(FashionSearchError):
     """The index was built with another model bundle: its vectors are not comparable with ours."""
 
+    status, code = 500, "model_mismatch"
+
 
 class ProductTable:
     """products.jsonl kept as its bytes and line offsets; a row is parsed only when asked for.

@@ -16,6 +16,8 @@ SearchType = Literal["text", "image", "hybrid"]
 class EmptyQuery(FashionSearchError, ValueError):
     """Neither text nor image was given."""
 
+    status, code = 400, "empty_query"
+
 
 @dataclass(frozen=True)
 class Query:

@@ -54,6 +54,8 @@ NOTHING_PUBLISHED = "no index has been published yet (run fashion-search build)"
 class NotReady(FashionSearchError):
     """No index can be served yet (none published, or the live one was refused)."""
 
+    status, code = 503, "index_unavailable"
+
 
 @dataclass(frozen=True)
 class _Refusal:

@@ -42,6 +42,8 @@ DEAD_BUILD_SECONDS = 3600.0
 class VersionError(FashionSearchError):
     """A version is missing, incomplete or corrupt."""
 
+    status, code = 500, "version_invalid"
+
 
 class FileInfo(BaseModel):
     sha256: str

@@ -20,6 +20,8 @@ _SCALAR = (str, int, float, bool)
 class CatalogTooLarge(FashionSearchError):
     """The catalog holds (or claims to hold) more than the build is allowed to read."""
 
+    status, code = 500, "catalog_too_large"
+
 
 def _attributes(raw: dict[str, Any], skip: set[str]) -> dict[str, Any]:
     """Keep the remaining scalar fields (stock, discount, sku...) as facets; tags joined."""
