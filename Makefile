@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: demo test lint bench bench-quick setup setup-dev synth chromium train-starter measure-latency
+.PHONY: demo test test-fast lint bench bench-quick setup setup-dev synth chromium train-starter measure-latency
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ lint: setup-dev
 
 test: lint node_modules/.stamp chromium
 	$(BIN)/pytest
+
+# The edit-test loop (< 1 min on 2 cores): the suite without these markers (README, top). CI runs `make test`.
+FAST_MARKERS := not browser and not heavy and not slow and not hostile
+test-fast: $(VENV)/.dev
+	$(BIN)/pytest -q -m "$(FAST_MARKERS)"
 
 # Debian's chromium for the browser tests (tests/e2e); Playwright, which drives it, comes from PyPI
 # with the dev extra (its own browser download needs more than PyPI).

@@ -16,6 +16,8 @@ from bench.cold_start import products_jsonl
 from bench.common import Context
 from tests.conftest import FASHION_FEED
 
+pytestmark = pytest.mark.heavy
+
 
 @pytest.fixture
 def ctx(tmp_path: Path, tiny_bundle: Path) -> Context:

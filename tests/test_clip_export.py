@@ -19,6 +19,8 @@ from fashion_search.model.embedder import Embedder, image_to_array  # noqa: E402
 from model_export import clip_export  # noqa: E402
 from model_export.clip_random import BOS, EOS, make_random_checkpoint  # noqa: E402
 
+pytestmark = pytest.mark.heavy
+
 TEXTS = [
     "red dress", "a photo of a navy blue shirt for men", "gold watch", "x",
     "black leather shoes for men with laces, and a very long description of cotton socks and sandals",

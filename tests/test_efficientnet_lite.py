@@ -21,6 +21,8 @@ from fashion_search.model.embedder import image_to_array  # noqa: E402
 from fashion_search.model.images import decode_image  # noqa: E402
 from model_export.starter import efficientnet_lite  # noqa: E402
 
+pytestmark = pytest.mark.heavy
+
 DUMMYJSON = Path(__file__).parents[1] / ".." / "shared" / "data" / "dummyjson" / "legacy_v1"
 needs_data = pytest.mark.skipif(not (DUMMYJSON / "feed.jsonl").is_file(), reason="shared DummyJSON data not present")
 

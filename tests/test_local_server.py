@@ -19,6 +19,8 @@ from PIL import Image
 
 from tests.conftest import FASHION_IMAGES, build_store, write_feed
 
+pytestmark = pytest.mark.slow
+
 CLI = str(Path(sys.executable).parent / "fashion-search")
 
 

@@ -18,6 +18,8 @@ from fashion_search.serve.service import SearchService
 from fashion_search.store import open_store, versions
 from tests.conftest import build_store, write_feed
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def running(tmp_path: Path, fashion_store: Path, tiny_bundle: Path):

@@ -26,6 +26,8 @@ from model_export.starter.data import (
     time_split_indices,
 )
 
+pytestmark = pytest.mark.heavy
+
 REPO = Path(__file__).parents[1]
 BUNDLE = REPO / "models" / "fashion-starter"
 FEED = REPO / ".." / "shared" / "data" / "fashion" / "feed.jsonl"

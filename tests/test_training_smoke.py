@@ -33,6 +33,8 @@ from model_export.starter.data import (  # noqa: E402
     training_indices,
 )
 
+pytestmark = pytest.mark.heavy
+
 DATA = Path(__file__).parents[1] / ".." / "shared" / "data" / "fashion"
 needs_data = pytest.mark.skipif(not (DATA / "feed.jsonl").is_file(), reason="shared fashion data not present")
 

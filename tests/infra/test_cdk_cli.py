@@ -17,6 +17,8 @@ import pytest
 
 from tests.infra.support import REPO
 
+pytestmark = pytest.mark.heavy
+
 CDK = REPO / "node_modules" / ".bin" / "cdk"
 DOCKERFILE = REPO / "functions" / "search" / "Dockerfile"
 # What .dockerignore lets into the build context (plus .dockerignore itself, which CDK always keeps).

@@ -14,6 +14,8 @@ from aws_cdk.assertions import Match, Template
 from infra.stack import BUILDER_CMD, INDEX_PREFIX, MODEL_DIR, SEARCH_CMD
 from tests.infra.support import Synth
 
+pytestmark = pytest.mark.heavy
+
 
 def _one(template: Template, type_: str, props: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
     found = template.find_resources(type_, {"Properties": props} if props else None)
