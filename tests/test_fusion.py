@@ -113,9 +113,16 @@ def test_first_of_each_collapses_shared_images_and_near_identical_vectors():
     v = np.stack([unit(x) for x in rng.normal(size=(5, 8))])
     v[3] = unit(v[1] + 0.001 * rng.normal(size=8))  # a re-encoded copy of product 1's photo
     keys = ["a", "b", "a", "c", "d"]  # product 2 shares product 0's image
-    assert first_of_each(keys, v, limit=10) == [0, 1, 4]
-    assert first_of_each(keys, v, limit=2) == [0, 1]
-    assert first_of_each([None] * 5, v, limit=10) == [0, 1, 2, 4]  # no key: vectors alone
+    asked: list[int] = []
+
+    def key(i: int) -> str:
+        asked.append(i)
+        return keys[i]
+
+    assert first_of_each(key, v, limit=10) == [0, 1, 4]
+    asked.clear()
+    assert first_of_each(key, v, limit=2) == [0, 1] and asked == [0, 1]  # keys only of the positions looked at
+    assert first_of_each(lambda i: None, v, limit=10) == [0, 1, 2, 4]  # no key: vectors alone
 
 
 def test_evaluation_junk_is_not_calibration_junk():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 
 import numpy as np
 
@@ -10,20 +10,21 @@ import numpy as np
 NEAR_IDENTICAL = 0.99
 
 
-def first_of_each(keys: Sequence[str | None], vectors: np.ndarray, limit: int,
+def first_of_each(key: Callable[[int], str | None], vectors: np.ndarray, limit: int,
                   near_identical: float = NEAR_IDENTICAL) -> list[int]:
-    """Positions (in rank order) of up to `limit` results, skipping any whose image key (content hash)
-    was already taken or whose vector is near-identical to one already taken."""
+    """Positions (in rank order, one per row of `vectors`) of up to `limit` results, skipping any whose
+    image key (content hash; `key(position)`, asked only of the positions looked at) was already taken
+    or whose vector is near-identical to one already taken."""
     kept: list[int] = []
     seen: set[str] = set()
-    for i, key in enumerate(keys):
-        if key is not None and key in seen:
+    for i in range(len(vectors)):
+        if (key_i := key(i)) is not None and key_i in seen:
             continue
         if kept and float((vectors[kept] @ vectors[i]).max()) >= near_identical:
             continue
         kept.append(i)
-        if key is not None:
-            seen.add(key)
+        if key_i is not None:
+            seen.add(key_i)
         if len(kept) == limit:
             break
     return kept

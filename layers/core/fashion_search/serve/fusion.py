@@ -18,7 +18,7 @@ vector and covariance (`GalleryStats`), so no query is ever compared against the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,20 +32,27 @@ SOFT_AND_TEMPERATURE = 1.5
 class GalleryStats:
     """Mean vector and covariance of an index's vectors: every query's score distribution over it."""
 
-    mean: np.ndarray  # [dim]
-    covariance: np.ndarray  # [dim, dim]
+    mean: np.ndarray  # [dim] float64
+    covariance: np.ndarray  # [dim, dim] float32: a matrix-vector product per spread, memory-bound
+    _spreads: dict[bytes, float] = field(default_factory=dict, compare=False, repr=False)  # a query's 4 asks
 
     @classmethod
     def of(cls, vectors: np.ndarray) -> GalleryStats:
         vectors = np.asarray(vectors, dtype=np.float32)  # float32 products: ~2x faster, ample precision
         mean = vectors.mean(0, dtype=np.float64)
         centred = vectors - mean.astype(np.float32)
-        return cls(mean, (centred.T @ centred).astype(np.float64) / max(1, len(vectors) - 1))
+        return cls(mean, centred.T @ centred / np.float32(max(1, len(vectors) - 1)))
 
     def spread(self, query: np.ndarray) -> float:
-        """Standard deviation of query · g over the gallery."""
-        q = np.asarray(query, dtype=np.float64)
-        return float(np.sqrt(max(q @ self.covariance @ q, 1e-12)))
+        """Standard deviation of query · g over the gallery (remembered for the last few queries: a hybrid
+        query asks it twice per modality)."""
+        q = np.ascontiguousarray(query, dtype=np.float32)
+        key = q.tobytes()
+        if (known := self._spreads.get(key)) is None:
+            if len(self._spreads) >= 64:
+                self._spreads.clear()
+            known = self._spreads[key] = float(np.sqrt(max(float(q @ (self.covariance @ q)), 1e-12)))
+        return known
 
     def standardise(self, query: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """Scores of `query` as standard deviations above its gallery average."""

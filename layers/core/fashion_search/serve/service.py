@@ -211,13 +211,19 @@ class SearchService:
             rows, scores = ids[0][ids[0] >= 0], found[0][ids[0] >= 0]
             vectors = live.vectors(rows) if query.collapse_duplicates else None
             image_cos, text_cos = (scores, None) if text is None else (None, scores)
-        products = [live.products[row] for row in rows]
-        keep = (first_of_each([p.get("thumbnail") for p in products], vectors, query.top_k)
+        products: dict[int, dict[str, Any]] = {}  # parsed only for the positions looked at (JSON rows cost µs each)
+
+        def product(i: int) -> dict[str, Any]:
+            if i not in products:
+                products[i] = live.products[rows[i]]
+            return products[i]
+
+        keep = (first_of_each(lambda i: product(i).get("thumbnail"), vectors, query.top_k)
                 if query.collapse_duplicates else list(range(min(query.top_k, len(rows)))))
         calibration = self.embedder.spec.calibration
         relevances = (relevance(calibration, image_cosine=image_cos, text_cosine=text_cos, alpha=alpha)
                       if calibration else None)
-        return [Hit(products[i], float(scores[i]), None if relevances is None else float(relevances[i]))
+        return [Hit(product(i), float(scores[i]), None if relevances is None else float(relevances[i]))
                 for i in keep]
 
     def product(self, product_id: str) -> dict[str, Any] | None:
