@@ -43,6 +43,7 @@ demo: setup
 
 lint: setup-dev
 	$(BIN)/ruff check .
+	$(BIN)/mypy layers/core/fashion_search functions infra
 
 test: lint node_modules/.stamp chromium
 	$(BIN)/pytest

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import jsii
 from aws_cdk import (
@@ -55,7 +56,8 @@ _IMPORTED_BUCKET_WARNING = "@aws-cdk/aws-cloudfront-origins:updateImportedBucket
 class FashionSearchStack(Stack):
     """Storage, the two Lambdas, the reindex schedule, the HTTP API and the CloudFront site."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs: object) -> None:
+    # kwargs: Stack's own keyword properties (env, description, ...), forwarded as they are.
+    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
 
@@ -84,8 +86,9 @@ class FashionSearchStack(Stack):
 
     # ---------------------------------------------------------------- storage
 
-    def _private_bucket(self, construct_id: str, **props: object) -> s3.Bucket:
-        """No public access, SSE-S3, TLS 1.2+ only (enforced by the bucket policy), no ACLs."""
+    def _private_bucket(self, construct_id: str, **props: Any) -> s3.Bucket:
+        """No public access, SSE-S3, TLS 1.2+ only (enforced by the bucket policy), no ACLs; `props` are
+        further s3.Bucket properties (they differ in type, so they are passed through unchecked)."""
         return s3.Bucket(
             self,
             construct_id,

@@ -79,6 +79,14 @@ class _Item:
     vector: np.ndarray | None = None
     pixels: np.ndarray | None = None
 
+    def pixels_to_encode(self) -> np.ndarray:
+        assert self.pixels is not None, "an item without a vector keeps its decoded pixels until encoded"
+        return self.pixels
+
+    def encoded_vector(self) -> np.ndarray:
+        assert self.vector is not None, "every item that reaches the index has been encoded or reused"
+        return self.vector
+
 
 @dataclass
 class _Previous:
@@ -173,7 +181,7 @@ class _Pipeline:
         todo = [i for i in items if i.vector is None]
         if not todo:
             return
-        vectors = self.embedder.encode_pixels([i.pixels for i in todo])
+        vectors = self.embedder.encode_pixels([i.pixels_to_encode() for i in todo])
         for item, vector in zip(todo, vectors, strict=True):
             item.vector, item.pixels = vector, None
         self.encoded += len(todo)
@@ -218,7 +226,7 @@ async def build_index(catalog_source: str, store: ObjectStore, embedder: Embedde
                            f"({len(rejected)} skipped: {dict(Counter(r.reason for r in rejected))})")
 
     progress.stage(f"index over {len(items):,} vectors")
-    vectors = np.stack([i.vector for i in items]).astype(np.float32)
+    vectors = np.stack([i.encoded_vector() for i in items]).astype(np.float32)
     index = await asyncio.to_thread(options.index.build, vectors)
     progress.finish(str(options.index))
 

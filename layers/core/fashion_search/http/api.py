@@ -20,6 +20,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
+    ValidationException,
 )
 from aws_lambda_powertools.event_handler.openapi.models import OpenAPI
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
@@ -151,7 +152,7 @@ def _responses(ok: type[BaseModel], description: str, errors: dict[int, str]) ->
     return responses
 
 
-def _image_too_long(exc: RequestValidationError) -> int | None:
+def _image_too_long(exc: ValidationException) -> int | None:
     """The image's length when it is past the hard cap: that is an image over 4 MB, a 413 like the others."""
     for error in exc.errors():
         if error.get("type") == "string_too_long" and tuple(error.get("loc", ()))[-1:] == ("image",):
@@ -163,7 +164,7 @@ def _field_message(field: str, error: dict[str, Any]) -> str:
     """One validation error in a shopper-developer's words, naming the field and the limit."""
     kind, ctx, value = error.get("type", ""), error.get("ctx") or {}, error.get("input")
     if kind == "string_too_long":
-        return f"{field} is {len(value)} characters long; at most {ctx['max_length']} are accepted"
+        return f"{field} is {len(error['input'])} characters long; at most {ctx['max_length']} are accepted"
     if kind in ("less_than_equal", "greater_than_equal"):
         bound = "at most" if kind == "less_than_equal" else "at least"
         return f"{field} must be {bound} {ctx.get('le', ctx.get('ge'))} (got {value})"
@@ -176,7 +177,7 @@ def _field_message(field: str, error: dict[str, Any]) -> str:
     return f"{field}: {error.get('msg', 'invalid')}"
 
 
-def _validation_message(exc: RequestValidationError) -> str:
+def _validation_message(exc: ValidationException) -> str:
     messages = []
     for error in exc.errors():
         loc = [str(p) for p in error.get("loc", ()) if p != "body"]

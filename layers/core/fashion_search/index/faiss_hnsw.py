@@ -107,10 +107,11 @@ class FaissHnswIndex:
         selector = None if allow is None else faiss.IDSelectorBatch(np.ascontiguousarray(allow, dtype=np.int64))
         params: faiss.SearchParameters | None = None
         if isinstance(self._index, faiss.IndexHNSW):
-            params = faiss.SearchParametersHNSW(efSearch=max(k, ef_search or self._index.hnsw.efSearch))
+            params = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]  # faiss's stubs omit this class
+                efSearch=max(k, ef_search or self._index.hnsw.efSearch))
         elif selector is not None:
             params = faiss.SearchParameters()
-        if selector is not None:
+        if selector is not None and params is not None:  # params is always set when selector is
             params.sel = selector  # `selector` outlives the search: params only point at it
         try:
             return self._index.search(queries, k, params=params)

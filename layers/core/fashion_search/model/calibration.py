@@ -49,9 +49,9 @@ class Calibration(BaseModel):
 def relevance(calibration: Calibration, *, image_cosine: np.ndarray | None = None,
               text_cosine: np.ndarray | None = None, alpha: float = 0.5) -> np.ndarray:
     """Per-product relevance in [0, 1] of a photo, text or hybrid query (alpha = the photo's weight)."""
-    if image_cosine is None and text_cosine is None:
-        raise ValueError("relevance needs the cosine of at least one modality")
     if text_cosine is None:
+        if image_cosine is None:
+            raise ValueError("relevance needs the cosine of at least one modality")
         return calibration.image(image_cosine)
     if image_cosine is None:
         return calibration.text(text_cosine)

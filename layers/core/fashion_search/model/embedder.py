@@ -38,7 +38,7 @@ def image_to_array(img: Image.Image, spec: ImageSpec) -> np.ndarray:
         canvas = Image.new("RGB", (target_w, target_h), spec.pad_color)
         canvas.paste(img, ((target_w - new_w) // 2, (target_h - new_h) // 2))
         img = canvas
-    pixels = np.asarray(img, dtype=np.float32) / 255.0
+    pixels: np.ndarray = np.asarray(img, dtype=np.float32) / 255.0
     pixels = (pixels - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
     return pixels.transpose(2, 0, 1)
 

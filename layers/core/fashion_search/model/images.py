@@ -62,7 +62,7 @@ def decode_image(
     """
     if not data:
         raise ImageError("not_an_image", "the image is empty")
-    img = _open(data)
+    img: Image.Image = _open(data)  # exif_transpose and to_rgb return a plain Image
     if img.format not in formats:
         allowed = "/".join(sorted(formats))
         raise ImageError("unsupported_format", f"{img.format} images are not accepted (use {allowed})")

@@ -187,7 +187,8 @@ class SearchService:
             cached += hit
         hits = self._rank(live, text_vector, image_vector, alpha, query)
         calibration = self.embedder.spec.calibration
-        good_match = None if calibration is None else bool(hits and hits[0].relevance >= calibration.threshold(alpha))
+        top = hits[0].relevance if hits else None  # set on every hit when there is a calibration
+        good_match = None if calibration is None else bool(top is not None and top >= calibration.threshold(alpha))
         encoded = (text_vector is not None) + (image_vector is not None)
         return SearchResult(hits, good_match, search_type, alpha, (time.perf_counter() - started) * 1000.0,
                             cached, encoded - cached, live.version)
@@ -196,6 +197,7 @@ class SearchService:
               query: Query) -> list[Hit]:
         """Neighbours in the index, the soft AND for hybrid queries, relevance, duplicates collapsed."""
         fetch = 2 * query.top_k + 10 if query.collapse_duplicates else query.top_k
+        vectors: np.ndarray | None
         if text is not None and image is not None:
             probe = candidate_vector(image, text, alpha, live.stats)
             _, ids = live.index.search(probe[None, :], max(fetch, HYBRID_CANDIDATES))
@@ -207,6 +209,7 @@ class SearchService:
             scores = vectors @ seed_vector(image, text, alpha)
         else:
             vector = text if text is not None else image
+            assert vector is not None, "a query has text, a photo or both"
             found, ids = live.index.search(vector[None, :], fetch)
             rows, scores = ids[0][ids[0] >= 0], found[0][ids[0] >= 0]
             vectors = live.vectors(rows) if query.collapse_duplicates else None
@@ -219,7 +222,7 @@ class SearchService:
             return products[i]
 
         keep = (first_of_each(lambda i: product(i).get("thumbnail"), vectors, query.top_k)
-                if query.collapse_duplicates else list(range(min(query.top_k, len(rows)))))
+                if query.collapse_duplicates and vectors is not None else list(range(min(query.top_k, len(rows)))))
         calibration = self.embedder.spec.calibration
         relevances = (relevance(calibration, image_cosine=image_cos, text_cosine=text_cos, alpha=alpha)
                       if calibration else None)

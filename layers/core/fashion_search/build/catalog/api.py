@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -35,11 +35,11 @@ def from_dummyjson(raw: dict[str, Any]) -> Product:
     images = [i for i in raw["images"] if isinstance(i, str)] if isinstance(raw.get("images"), list) else []
     main = images[0] if images else raw.get("thumbnail")
     fields = {"id", "title", "description", "category", "price", "brand", "rating", "images", "thumbnail"}
-    return Product(
+    return Product.model_validate(dict(
         id=raw.get("id"), title=raw.get("title") or "", image=main or "", images=tuple(images),
         description=raw.get("description"), category=raw.get("category"), price=raw.get("price"),
         brand=raw.get("brand"), rating=raw.get("rating"), attributes=_attributes(raw, fields),
-    )
+    ))
 
 
 def from_fakestore(raw: dict[str, Any]) -> Product:
@@ -48,14 +48,14 @@ def from_fakestore(raw: dict[str, Any]) -> Product:
     if isinstance(rating, dict) and isinstance(rating.get("count"), int):
         attrs["rating_count"] = rating["count"]
     image = raw.get("image") or ""
-    return Product(
+    return Product.model_validate(dict(
         id=raw.get("id"), title=raw.get("title") or "", image=image, images=(image,) if image else (),
         description=raw.get("description"), category=raw.get("category"), price=raw.get("price"),
         rating=rating.get("rate") if isinstance(rating, dict) else rating, attributes=attrs,
-    )
+    ))
 
 
-async def fetch_api(url: str, fetcher: Fetcher, max_pages: int) -> tuple[str, AsyncIterator[list[Any]]]:
+async def fetch_api(url: str, fetcher: Fetcher, max_pages: int) -> tuple[str, AsyncGenerator[list[Any], None]]:
     """The API kind ('dummyjson' or 'fakestore') at `url`, and its raw products, one page at a time.
 
     The first request is the URL as given (a FakeStore `?limit=` would truncate otherwise). A
@@ -71,11 +71,11 @@ async def fetch_api(url: str, fetcher: Fetcher, max_pages: int) -> tuple[str, As
     return "dummyjson", _pages(url, fetcher, first, max_pages)
 
 
-async def _single(products: list[Any]) -> AsyncIterator[list[Any]]:
+async def _single(products: list[Any]) -> AsyncGenerator[list[Any], None]:
     yield products
 
 
-async def _pages(url: str, fetcher: Fetcher, first: dict[str, Any], max_pages: int) -> AsyncIterator[list[Any]]:
+async def _pages(url: str, fetcher: Fetcher, first: dict[str, Any], max_pages: int) -> AsyncGenerator[list[Any], None]:
     claimed = first.get("total")
     total = claimed if isinstance(claimed, int) and not isinstance(claimed, bool) else float("inf")
     base = httpx.URL(url)

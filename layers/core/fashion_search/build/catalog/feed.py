@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 
-def read_feed(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+def read_feed(path: Path) -> Generator[tuple[int, dict[str, Any] | str], None, None]:
     """(line number, raw product) per non-blank line; a line that is not a JSON object yields its error."""
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
