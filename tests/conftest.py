@@ -13,8 +13,11 @@ import boto3
 import pytest
 
 from fashion_search.build.pipeline import BuildSummary, build_index
+from fashion_search.config import Settings
+from fashion_search.http.api import LambdaHandler, create_handler
 from fashion_search.model.bundle import BundleSpec
 from fashion_search.model.embedder import Embedder
+from fashion_search.serve.service import SearchService
 from fashion_search.store import open_store
 from model_export.calibrate import calibrate, write_calibration
 from model_export.evaluate import encode_gallery
@@ -24,6 +27,7 @@ from tests.replica import DATA, Replica, dummyjson_replica, fakestore_replica
 
 FASHION_FEED = DATA / "fashion" / "feed.jsonl"
 FASHION_IMAGES = DATA / "fashion" / "images"
+ORIGIN = "https://shop.example.com"  # the CORS origin the API fixtures allow
 
 
 def write_feed(path: Path, count: int, start: int = 0) -> Path:
@@ -107,3 +111,15 @@ def s3_uri(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     bucket = f"test-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=bucket)
     return f"s3://{bucket}/index"
+
+
+@pytest.fixture(scope="module")
+def service(fashion_store: Path, tiny_bundle: Path) -> SearchService:
+    """The search service over fashion_store, allowing ORIGIN (one per test module)."""
+    return SearchService(Settings(store=str(fashion_store), model=tiny_bundle, allowed_origins=(ORIGIN,)))
+
+
+@pytest.fixture(scope="module")
+def handler(service: SearchService) -> LambdaHandler:
+    """The Lambda handler over `service`."""
+    return create_handler(service)

@@ -22,10 +22,9 @@ from fashion_search.model.embedder import Embedder, l2_normalize
 from fashion_search.serve.query import Query
 from fashion_search.serve.service import SearchService
 from fashion_search.store import open_store, versions
-from tests.conftest import FASHION_IMAGES
+from tests.conftest import FASHION_IMAGES, ORIGIN
 
 EVENT = json.loads((Path(__file__).parent / "events" / "http_api_v2.json").read_text())
-ORIGIN = "https://shop.example.com"
 
 
 def event(method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
@@ -54,16 +53,6 @@ def photo(product_id: str) -> bytes:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-@pytest.fixture(scope="module")
-def service(fashion_store: Path, tiny_bundle: Path) -> SearchService:
-    return SearchService(Settings(store=str(fashion_store), model=tiny_bundle, allowed_origins=(ORIGIN,)))
-
-
-@pytest.fixture(scope="module")
-def handler(service: SearchService) -> LambdaHandler:
-    return create_handler(service)
 
 
 @pytest.fixture(scope="module")

@@ -25,13 +25,12 @@ from fashion_search.config import Settings
 from fashion_search.http.api import LambdaHandler, create_handler
 from fashion_search.http.local_server import LocalContext, LocalServer, http_api_event
 from fashion_search.serve.service import SearchService
-from tests.conftest import FASHION_IMAGES, build_store, write_feed
+from tests.conftest import FASHION_IMAGES, ORIGIN, build_store, write_feed
 from tests.test_api import b64, call, event
 
 pytestmark = pytest.mark.hostile
 
 REPO = Path(__file__).resolve().parents[1]
-ORIGIN = "https://shop.example.com"
 LIMIT = 6 * 1024 * 1024  # the API's request limit (Lambda's synchronous payload limit)
 # Ids a catalog may well hold: a '/' (an SKU path), symbols outside \w, a '%', a '?' and a '#'.
 HOSTILE_IDS = ["sku/2024/blue-01", "robe-été-№7-€", "✓ 50% off?#1"]
@@ -45,16 +44,6 @@ class Reply:
 
     def json(self) -> Any:
         return json.loads(self.body)
-
-
-@pytest.fixture(scope="module")
-def service(fashion_store: Path, tiny_bundle: Path) -> SearchService:
-    return SearchService(Settings(store=str(fashion_store), model=tiny_bundle, allowed_origins=(ORIGIN,)))
-
-
-@pytest.fixture(scope="module")
-def handler(service: SearchService) -> LambdaHandler:
-    return create_handler(service)
 
 
 @pytest.fixture(scope="module")
