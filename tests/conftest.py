@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import boto3
@@ -41,6 +42,16 @@ def write_feed(path: Path, count: int, start: int = 0) -> Path:
         shutil.copyfile(FASHION_FEED.parent / line["image"], path.parent / line["image"])
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return path
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> bool:
+    """Poll `predicate` until it holds (True) or `timeout` seconds pass (False): for background refreshes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def build_store(catalog: Path | str, store: Path | str, bundle: Path) -> BuildSummary:

@@ -35,6 +35,7 @@ from fashion_search.serve import service as service_module
 from fashion_search.serve.query import Query
 from fashion_search.serve.service import SearchService
 from fashion_search.store import open_store, versions
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.hostile
 
@@ -396,15 +397,6 @@ def s3_serving(s3_uri: str, moto_endpoint: str, fashion_store: Path, tiny_bundle
     switch.set("pass")
     api.stop()
     switch.close()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_an_s3_outage_is_reported_while_the_loaded_version_serves(s3_serving) -> None:

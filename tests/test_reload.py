@@ -16,7 +16,7 @@ from fashion_search.http.local_server import LocalServer
 from fashion_search.serve.query import Query
 from fashion_search.serve.service import SearchService
 from fashion_search.store import open_store, versions
-from tests.conftest import build_store, write_feed
+from tests.conftest import build_store, wait_for, write_feed
 
 pytestmark = pytest.mark.slow
 
@@ -30,15 +30,6 @@ def running(tmp_path: Path, fashion_store: Path, tiny_bundle: Path):
     server = LocalServer(create_handler(service), service.store, port=0).start()
     yield server, service, store
     server.stop()
-
-
-def wait_for(predicate, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def health(server: LocalServer) -> dict:
