@@ -25,7 +25,8 @@ from typing import Any
 from bench.common import REPO, Context, CpuMeter, log, machine, utc_now
 from bench.e2e import FEED
 from bench.report import render
-from fashion_search.model.bundle import BundleError, default_bundle_dir, read_bundle
+from fashion_search.config import default_model_dir
+from fashion_search.model.bundle import BundleError, read_bundle
 
 RUN_ORDER = ("build", "encoders", "search", "e2e", "cold_start", "quality", "hybrid", "cost", "load")
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes and few runs (CI smoke run)")
     parser.add_argument("--out", type=Path, help="report (default BENCHMARKS.md; quick: bench-results/...)")
     parser.add_argument("--plots", type=Path, help="PNG folder (default docs/bench; quick: bench-results/...)")
-    parser.add_argument("--model", type=Path, default=default_bundle_dir(), help="the starter model bundle")
+    parser.add_argument("--model", type=Path, default=default_model_dir(), help="the starter model bundle")
     parser.add_argument("--feed", type=Path, default=FEED, help="the fashion feed (JSONL)")
     parser.add_argument("--work", type=Path, help="scratch folder (default bench-results/work[-quick])")
     parser.add_argument("--only", action="append", choices=RUN_ORDER, help="run only these sections (repeatable)")

@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--result", type=Path, required=True)
     args = parser.parse_args()
 
-    from fashion_search.config import Settings
+    from fashion_search.config import ServiceSettings
     from fashion_search.http.api import create_handler
     from fashion_search.model.embedder import Embedder
     from fashion_search.serve import service as service_module
@@ -59,7 +59,7 @@ def main() -> None:
     stores: list[TimedStore] = []
     open_store = service_module.open_store
     service_module.open_store = lambda uri: stores.append(TimedStore(open_store, uri)) or stores[-1]
-    service = service_module.SearchService(Settings(store=args.store, model=Path(args.model),
+    service = service_module.SearchService(ServiceSettings(store=args.store, model=Path(args.model),
                                                     refresh_seconds=math.inf), embedder=embedder)
     index_loaded = time.time()
     if service.live is None:

@@ -31,7 +31,7 @@ import numpy as np
 
 from bench.common import Context, image_link, log, ms, plot_path, save_figure
 from bench.common import table as md_table
-from fashion_search.model.bundle import default_bundle_dir
+from fashion_search.config import default_model_dir
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FEED = DATA / "fashion" / "feed.jsonl"
@@ -135,11 +135,11 @@ def run(url: str, name: str, bodies: list[dict], concurrency: int = 1) -> Stats:
 
 def in_process(store: str, model: Path, name: str, bodies: list[dict], warmup: int) -> Stats:
     """The baseline: the same request bodies through SearchService.search in this process."""
-    from fashion_search.config import Settings
+    from fashion_search.config import ServiceSettings
     from fashion_search.serve.query import Query
     from fashion_search.serve.service import SearchService
 
-    service = SearchService(Settings(store=store, model=model, refresh_seconds=float("inf")))
+    service = SearchService(ServiceSettings(store=store, model=model, refresh_seconds=float("inf")))
     latencies, server = [], []
     for i, body in enumerate(bodies):
         image = base64.b64decode(body["image"]) if "image" in body else None
@@ -255,7 +255,7 @@ def render(result: dict, ctx: Context) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", required=True, help="a store holding an index of the fashion feed")
-    parser.add_argument("--model", type=Path, default=default_bundle_dir())
+    parser.add_argument("--model", type=Path, default=default_model_dir())
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--clients", type=int, nargs="+", default=[1], help="concurrent clients per run")

@@ -47,13 +47,13 @@ def served(ctx: Context, results: dict[str, Any], products: list[Any]) -> dict[s
     """The composed queries at alpha 0.5 (and their text and photo halves alone) through the service."""
     import numpy as np
 
-    from fashion_search.config import Settings
+    from fashion_search.config import ServiceSettings
     from fashion_search.serve.query import Query
     from fashion_search.serve.service import SearchService
     from model_export.composed import composed_queries, relevant
     from model_export.starter.data import time_split_indices
 
-    service = SearchService(Settings(store=results["build"]["store"], model=ctx.model, refresh_seconds=1e9))
+    service = SearchService(ServiceSettings(store=results["build"]["store"], model=ctx.model, refresh_seconds=1e9))
     assert service.live is not None
     queries = composed_queries(products, time_split_indices(products)[1])
     feed_row = {p.id: i for i, p in enumerate(products)}
@@ -65,10 +65,10 @@ def served(ctx: Context, results: dict[str, Any], products: list[Any]) -> dict[s
             for text, image, alpha in ((q.text, photo, 0.5), (q.text, None, 0.5), (None, photo, 0.5)):
                 found = service.search(Query(text=text, image=image, alpha=alpha, top_k=10,
                                              collapse_duplicates=collapse)).hits
-                keys = [h.product.get("thumbnail") for h in found]
+                keys = [h.product.thumbnail for h in found]
                 shared[collapse] += len(set(keys)) < len(keys)
                 if collapse and text and image:
-                    hits.append(np.mean([mask[feed_row[h.product["product_id"]]] for h in found]))
+                    hits.append(np.mean([mask[feed_row[h.product.product_id]] for h in found]))
     return {"queries": len(queries), "searches": 3 * len(queries), "P@10_alpha_0.5": float(np.mean(hits)),
             "top10_sharing_a_photo": {"collapsed": shared[True], "not_collapsed": shared[False]}}
 

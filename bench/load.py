@@ -39,7 +39,7 @@ from PIL import Image, PngImagePlugin
 from bench.build import change_photos, cli_build, copy_feed, write_feed
 from bench.common import Context, log, table
 from bench.e2e import FEED, local_server, product_photos, shopper_queries
-from fashion_search.model.bundle import default_bundle_dir
+from fashion_search.config import default_model_dir
 
 MIX = (("text", 0.60), ("image", 0.25), ("hybrid", 0.15))
 
@@ -195,7 +195,7 @@ def render(result: dict[str, Any], ctx: Context) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=default_bundle_dir())
+    parser.add_argument("--model", type=Path, default=default_model_dir())
     parser.add_argument("--work", type=Path, default=Path("bench-results/load"))
     parser.add_argument("--products", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=4)

@@ -6,13 +6,13 @@ import os
 
 from aws_cdk import App, Environment, Tags
 
-from infra.settings import Settings
+from infra.settings import DeploySettings
 from infra.stack import FashionSearchStack
 
 
 def build_app(app: App) -> FashionSearchStack:
     """Add the stack for the stage named in context; tests call this with their own App."""
-    settings = Settings.from_context(app.node)
+    settings = DeploySettings.from_context(app.node)
     stack = FashionSearchStack(
         app,
         f"FashionSearch-{settings.stage}",

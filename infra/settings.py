@@ -26,7 +26,7 @@ class ContextReader(Protocol):
 
 
 @dataclass(frozen=True)
-class Settings:
+class DeploySettings:
     """Everything that differs between deployments; defaults suit a small retailer's dev stage."""
 
     stage: str = "dev"
@@ -87,7 +87,7 @@ class Settings:
             raise ValueError("throttleRate and throttleBurst must be positive")
 
     @classmethod
-    def from_context(cls, node: ContextReader) -> Settings:
+    def from_context(cls, node: ContextReader) -> DeploySettings:
         """Read every setting from context, falling back to the defaults above."""
 
         def get(key: str) -> Any:

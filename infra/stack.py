@@ -36,7 +36,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
-from infra.settings import Settings
+from infra.settings import DeploySettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = "functions/search/Dockerfile"
@@ -57,7 +57,7 @@ class FashionSearchStack(Stack):
     """Storage, the two Lambdas, the reindex schedule, the HTTP API and the CloudFront site."""
 
     # kwargs: Stack's own keyword properties (env, description, ...), forwarded as they are.
-    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs: Any) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, settings: DeploySettings, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
 

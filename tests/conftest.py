@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from fashion_search.build.pipeline import BuildSummary, build_index
-from fashion_search.config import Settings
+from fashion_search.config import ServiceSettings
 from fashion_search.http.api import LambdaHandler, create_handler
 from fashion_search.model.bundle import BundleSpec
 from fashion_search.model.embedder import Embedder
@@ -127,7 +127,7 @@ def s3_uri(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture(scope="module")
 def service(fashion_store: Path, tiny_bundle: Path) -> SearchService:
     """The search service over fashion_store, allowing ORIGIN (one per test module)."""
-    return SearchService(Settings(store=str(fashion_store), model=tiny_bundle, allowed_origins=(ORIGIN,)))
+    return SearchService(ServiceSettings(store=str(fashion_store), model=tiny_bundle, allowed_origins=(ORIGIN,)))
 
 
 @pytest.fixture(scope="module")

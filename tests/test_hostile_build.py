@@ -31,14 +31,14 @@ from PIL import Image
 from fashion_search.build.catalog import CatalogOptions, CatalogTooLarge
 from fashion_search.build.fetch import FetchError, FetchOptions
 from fashion_search.build.pipeline import BuildOptions, BuildSummary, build_index
-from fashion_search.config import Settings
+from fashion_search.config import ServiceSettings
 from fashion_search.http.schemas import search_response
 from fashion_search.model.embedder import Embedder
 from fashion_search.serve.query import Query
 from fashion_search.serve.service import SearchService
 from fashion_search.store import ObjectStore, open_store, versions
 from fashion_search.store.local import LocalStore
-from infra.settings import Settings as InfraSettings
+from infra.settings import DeploySettings
 from tests.conftest import FASHION_FEED, FASHION_IMAGES, write_feed
 from tests.replica import Replica
 
@@ -334,7 +334,7 @@ def test_product_fields_are_bounded(hostile: Hostile, tmp_path: Path, tiny_bundl
     assert all(len(str(v)) <= 500 for v in clipped["attributes"].values())
     assert len(json.dumps(clipped)) < 64 << 10
 
-    service = SearchService(Settings(store=str(tmp_path / "store"), model=tiny_bundle))
+    service = SearchService(ServiceSettings(store=str(tmp_path / "store"), model=tiny_bundle))
     result = service.search(Query(text="t" * 500, top_k=100))
     assert len(search_response(result, "thumbnails/").model_dump_json()) < 8 << 10
 
@@ -393,7 +393,7 @@ def test_make_demo_keeps_a_bounded_number_of_versions() -> None:
 
 def test_s3_catalogs_are_refused_with_a_clear_message(tmp_path: Path, tiny_bundle: Path) -> None:
     with pytest.raises(ValueError, match=r"catalogUrl 's3://shop/feed.jsonl'.*http"):
-        InfraSettings(catalog_url="s3://shop/feed.jsonl")
+        DeploySettings(catalog_url="s3://shop/feed.jsonl")
     result = cli("build", "--catalog", "s3://shop/feed.jsonl", "--store", tmp_path / "store", "--model", tiny_bundle,
                  "--quiet")
     assert_one_line_error(result, "build", "s3://shop/feed.jsonl", "http(s) URL")

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from fashion_search.config import Settings
+from fashion_search.config import ServiceSettings
 from fashion_search.http.api import LambdaHandler, create_handler
 from fashion_search.http.local_server import LocalContext, LocalServer, http_api_event
 from fashion_search.serve.service import SearchService
@@ -277,7 +277,7 @@ def hostile_store(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -
 
 @pytest.fixture(scope="module")
 def hostile_ids_server(hostile_store: Path, tiny_bundle: Path) -> Iterator[tuple[LambdaHandler, LocalServer]]:
-    service = SearchService(Settings(store=str(hostile_store), model=tiny_bundle))
+    service = SearchService(ServiceSettings(store=str(hostile_store), model=tiny_bundle))
     handler = create_handler(service)
     server = LocalServer(handler, service.store, port=0).start()
     yield handler, server
@@ -388,7 +388,7 @@ def test_cors_answers_vary_by_origin(handler: LambdaHandler, fashion_store: Path
     preflight = handler(event("OPTIONS", "/api/v1/search", headers={
         "origin": ORIGIN, "access-control-request-method": "POST"}), LocalContext())
     assert preflight["statusCode"] == 204 and preflight["headers"]["Vary"] == "Origin"
-    no_cors = create_handler(SearchService(Settings(store=str(fashion_store), model=tiny_bundle)))
+    no_cors = create_handler(SearchService(ServiceSettings(store=str(fashion_store), model=tiny_bundle)))
     assert "Vary" not in call(no_cors, event("GET", "/api/v1/health", headers={"origin": ORIGIN}))[2]
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from fashion_search.config import Settings
+from fashion_search.config import ServiceSettings
 from fashion_search.http.api import create_handler
 from fashion_search.http.local_server import LocalServer
 from fashion_search.index import FaissHnswIndex
@@ -78,7 +78,7 @@ class Serving:
 
     def __init__(self, store: str, bundle: Path, **settings: object) -> None:
         settings.setdefault("refresh_seconds", math.inf)
-        self.service = SearchService(Settings(store=store, model=bundle, **settings))  # type: ignore[arg-type]
+        self.service = SearchService(ServiceSettings(store=store, model=bundle, **settings))  # type: ignore[arg-type]
         self.server = LocalServer(create_handler(self.service), self.service.store, port=0).start()
 
     def health(self) -> dict:
@@ -233,8 +233,8 @@ BROKEN = {
     "narrow index": (_narrow_index, "holds 16-d vectors, but model 'tiny-random' makes 32-d vectors"),
     "random bytes index": (_random_index, "index.faiss is not a FAISS index"),
     "vectors not unit length": (_long_vectors, "index.faiss holds vectors that are not unit length"),
-    "broken products line": (_broken_line, "products.jsonl row 57 is not valid JSON"),
-    "row without product_id": (_no_product_id, "products.jsonl row 4 has no product_id"),
+    "broken products line": (_broken_line, "products.jsonl row 57 is not a product record (row: Invalid JSON"),
+    "row without product_id": (_no_product_id, "row 4 is not a product record (product_id: Field required)"),
     "duplicate product_id": (_duplicate_id, "products.jsonl row 10 repeats product_id"),
 }
 

@@ -2,6 +2,7 @@
 
 import json
 
+from fashion_search.records import ProductRecord
 from fashion_search.serve.live_index import ProductTable
 
 
@@ -12,8 +13,8 @@ def test_rows_are_the_lines_of_products_jsonl_blank_lines_skipped():
     for data in ("\n".join(lines), "\n".join(lines) + "\n", "\n" + "\n\n".join(lines) + "\n\n"):
         table = ProductTable(data.encode())
         assert len(table) == 3
-        assert [table[row] for row in range(len(table))] == products
-        assert table[-1] == products[-1]
+        assert [table[row] for row in range(len(table))] == [ProductRecord(**p) for p in products]
+        assert table[-1].title == products[-1]["title"]
 
 
 def test_an_empty_file_holds_no_products():

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fashion_search.config import Settings
+from fashion_search.config import ServiceSettings
 from fashion_search.http.api import create_handler
 from fashion_search.http.local_server import LocalServer
 from fashion_search.serve.query import Query
@@ -26,7 +26,7 @@ def running(tmp_path: Path, fashion_store: Path, tiny_bundle: Path):
     """A local server over a copy of the 400-product store, checking the pointer every 0.2 s."""
     store = tmp_path / "store"
     shutil.copytree(fashion_store, store)
-    service = SearchService(Settings(store=str(store), model=tiny_bundle, refresh_seconds=0.2))
+    service = SearchService(ServiceSettings(store=str(store), model=tiny_bundle, refresh_seconds=0.2))
     server = LocalServer(create_handler(service), service.store, port=0).start()
     yield server, service, store
     server.stop()
@@ -44,7 +44,7 @@ def test_a_reindex_is_picked_up_while_serving(running, tmp_path: Path, tiny_bund
 
     assert wait_for(lambda: health(server)["index_version"] == summary.version)
     assert health(server)["product_count"] == 600 and health(server)["problem"] is None
-    found = httpx.get(f"{server.url}/api/v1/products/{service.live.products[599]['product_id']}")
+    found = httpx.get(f"{server.url}/api/v1/products/{service.live.products[599].product_id}")
     assert found.status_code == 200
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from fashion_search.model.bundle import DEFAULT_BUNDLE_ENV, default_bundle_dir, read_bundle
+from fashion_search.config import default_model_dir
+from fashion_search.model.bundle import read_bundle
 from fashion_search.model.calibration import relevance
 from fashion_search.model.embedder import Embedder
 from fashion_search.model.images import decode_image
@@ -70,8 +71,9 @@ def dummyjson(embedder: Embedder) -> tuple[list[other_catalogs.Photo], np.ndarra
 
 
 def test_is_the_default_bundle(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv(DEFAULT_BUNDLE_ENV, raising=False)
-    assert default_bundle_dir().resolve() == BUNDLE.resolve()
+    monkeypatch.delenv("FASHION_SEARCH_MODEL", raising=False)
+    monkeypatch.chdir(BUNDLE.parents[1])  # the repository root, where `make demo` runs
+    assert default_model_dir().resolve() == BUNDLE.resolve()
 
 
 def test_bundle_is_sealed_small_and_documented():

@@ -5,8 +5,8 @@ from FASHION_SEARCH_STORE and FASHION_SEARCH_MODEL. If no index can be served ye
 starts: requests get a 503 that says why, and the service keeps checking for a version.
 """
 
-from fashion_search.config import Settings
+from fashion_search.config import ServiceSettings
 from fashion_search.http.api import create_handler
 from fashion_search.serve.service import SearchService
 
-handler = create_handler(SearchService(Settings.from_env()))
+handler = create_handler(SearchService(ServiceSettings.from_env()))

@@ -1,4 +1,4 @@
-"""Deployment settings: how context values (JSON from cdk.json, strings from `-c`) become Settings."""
+"""Deployment settings: how context values (JSON from cdk.json, strings from `-c`) become DeploySettings."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from infra.settings import Settings
+from infra.settings import DeploySettings
 from tests.infra.support import CDK_CONTEXT
 
 
@@ -22,12 +22,12 @@ class Context:
 
 def test_cdk_json_states_the_defaults() -> None:
     """cdk.json documents every setting; its values must be the code's defaults."""
-    assert Settings.from_context(Context(CDK_CONTEXT)) == Settings()
-    assert Settings.from_context(Context({})) == Settings()
+    assert DeploySettings.from_context(Context(CDK_CONTEXT)) == DeploySettings()
+    assert DeploySettings.from_context(Context({})) == DeploySettings()
 
 
 def test_command_line_strings_are_parsed() -> None:
-    settings = Settings.from_context(Context({
+    settings = DeploySettings.from_context(Context({
         "stage": "prod",
         "searchMemoryMb": "3008",
         "throttleRate": "12.5",
@@ -48,10 +48,10 @@ def test_command_line_strings_are_parsed() -> None:
 
 
 def test_origins_may_be_a_json_list_too() -> None:
-    assert Settings.from_context(Context({"allowedOrigins": '["http://localhost:5173"]'})).allowed_origins == (
+    assert DeploySettings.from_context(Context({"allowedOrigins": '["http://localhost:5173"]'})).allowed_origins == (
         "http://localhost:5173",
     )
-    assert Settings.from_context(Context({"allowedOrigins": ["https://x.example.com"]})).allowed_origins == (
+    assert DeploySettings.from_context(Context({"allowedOrigins": ["https://x.example.com"]})).allowed_origins == (
         "https://x.example.com",
     )
 
@@ -74,4 +74,4 @@ def test_origins_may_be_a_json_list_too() -> None:
 ])
 def test_invalid_values_fail_the_synth_naming_the_key(context: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        Settings.from_context(Context(context))
+        DeploySettings.from_context(Context(context))

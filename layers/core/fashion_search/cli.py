@@ -17,17 +17,15 @@ from typing import TYPE_CHECKING
 from .build.catalog import CatalogOptions
 from .build.fetch import FetchOptions
 from .build.progress import Progress
+from .config import default_frontend_dir, default_model_dir
 from .errors import FashionSearchError
 from .index import HnswParams
-from .model.bundle import default_bundle_dir
 from .store.base import StoreError
 from .store.versions import DEAD_BUILD_SECONDS
 
 if TYPE_CHECKING:
     from .serve.query import SearchResult
     from .serve.service import SearchService
-
-FRONTEND = Path(__file__).resolve().parents[3] / "frontend"
 
 
 def _print_json(obj: object) -> None:
@@ -65,10 +63,10 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _service(args: argparse.Namespace, require_index: bool = True, **settings: object) -> SearchService:
-    from .config import Settings
+    from .config import ServiceSettings
     from .serve.service import SearchService
 
-    service = SearchService(Settings(store=args.store, model=Path(args.model), **settings))  # type: ignore[arg-type]
+    service = SearchService(ServiceSettings(store=args.store, model=Path(args.model), **settings))  # type: ignore[arg-type]
     if require_index and service.live is None:
         raise FashionSearchError(service.health()["problem"])
     return service
@@ -126,7 +124,7 @@ def _query(args: argparse.Namespace) -> int:
             result = _query_one(service, spec.get("text"), image, float(spec.get("alpha", args.alpha)),
                                 int(spec.get("top_k", args.top_k)),
                                 bool(spec.get("collapse_duplicates", not args.keep_duplicates)))
-            hits = [{"product_id": h.product["product_id"], "similarity_score": h.score, "relevance": h.relevance}
+            hits = [{"product_id": h.product.product_id, "similarity_score": h.score, "relevance": h.relevance}
                     for h in result.hits]
             _print_json({"id": spec.get("id"), "good_match": result.good_match, "results": hits})
         except (FashionSearchError, OSError, ValueError, AttributeError) as exc:
@@ -179,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", help="index a catalog into a store as a new live version")
     build.add_argument("--catalog", required=True, help="JSONL feed path, or http(s) URL of a products API")
     build.add_argument("--store", required=True, help="folder, file://..., or s3://bucket/prefix")
-    build.add_argument("--model", default=str(default_bundle_dir()), help="model bundle folder")
+    build.add_argument("--model", default=str(default_model_dir()), help="model bundle folder")
     build.add_argument("--limit", type=_positive, help="index only the first N products")
     build.add_argument("--keep", type=_positive, help="after publishing, prune all but the last N versions")
     build.add_argument("--full", action="store_true", help="re-encode every image (no reuse)")
@@ -203,17 +201,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve the API, thumbnails and search page locally")
     serve.add_argument("--store", required=True)
-    serve.add_argument("--model", default=str(default_bundle_dir()), help="model bundle folder")
+    serve.add_argument("--model", default=str(default_model_dir()), help="model bundle folder")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--frontend", default=str(FRONTEND) if FRONTEND.is_dir() else None,
-                       help="folder of the static search page (default: the repository's frontend/)")
+    frontend = default_frontend_dir()
+    serve.add_argument("--frontend", default=str(frontend) if frontend else None,
+                       help="folder of the static search page (default: $FASHION_SEARCH_FRONTEND or ./frontend)")
     serve.add_argument("--allow-origin", action="append", default=[], help="CORS origin to allow (repeatable)")
     serve.set_defaults(run=_serve)
 
     query = commands.add_parser("query", help="search the live index from the command line")
     query.add_argument("--store", required=True)
-    query.add_argument("--model", default=str(default_bundle_dir()), help="model bundle folder")
+    query.add_argument("--model", default=str(default_model_dir()), help="model bundle folder")
     query.add_argument("--text")
     query.add_argument("--image", help="path of a JPEG, PNG or WebP photo")
     query.add_argument("--alpha", type=_alpha, default=0.5, help="image weight when both are given")

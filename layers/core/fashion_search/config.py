@@ -1,24 +1,63 @@
-"""Run-time settings of the search service, from the environment (Lambda) or the CLI (local)."""
+"""Every run-time setting, in one place: the search service's and the index builder's, from the environment
+(the Lambdas) or from the CLI's flags (local runs).
+
+Paths that are not given default to the working directory's `models/fashion-starter` and `frontend`, the
+repository's layout where `make demo` runs; the Lambda image sets FASHION_SEARCH_MODEL. The installed
+package never guesses where a checkout lies.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from .model.bundle import default_bundle_dir
+from typing import Any
 
 ENV_PREFIX = "FASHION_SEARCH_"
+DEFAULT_KEEP_VERSIONS = 5
 
 
-def _env(name: str, default: str = "") -> str:
+def env(name: str, default: str = "") -> str:
+    """FASHION_SEARCH_<name>, stripped."""
     return os.environ.get(ENV_PREFIX + name, default).strip()
 
 
+def _env_list(name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env(name).split(",") if item.strip())
+
+
+def _env_int(name: str) -> int | None:
+    value = env(name)
+    try:
+        return int(value) if value else None
+    except ValueError:
+        raise ValueError(f"{ENV_PREFIX}{name}={value!r} is not a whole number") from None
+
+
+def default_model_dir() -> Path:
+    """The model bundle used when none is given: $FASHION_SEARCH_MODEL, else ./models/fashion-starter."""
+    return Path(env("MODEL") or "models/fashion-starter")
+
+
+def default_frontend_dir() -> Path | None:
+    """The search page served locally: $FASHION_SEARCH_FRONTEND, else ./frontend when there is one."""
+    folder = Path(env("FRONTEND") or "frontend")
+    return folder if folder.is_dir() else None
+
+
+def _required_store() -> str:
+    store = env("STORE")
+    if not store:
+        raise ValueError(f"{ENV_PREFIX}STORE is not set: where is the index? (a folder or s3://bucket/prefix)")
+    return store
+
+
 @dataclass(frozen=True)
-class Settings:
+class ServiceSettings:
+    """The search service's (serve/service.py): the Lambda, `fashion-search serve` and `query`."""
+
     store: str
-    model: Path = field(default_factory=default_bundle_dir)
+    model: Path = field(default_factory=default_model_dir)
     allowed_origins: tuple[str, ...] = ()  # CORS: none unless configured
     thumbnail_base_url: str = "/thumbnails/"
     refresh_seconds: float = 5.0  # how often the live pointer may be checked
@@ -26,20 +65,42 @@ class Settings:
     threads: int | None = None  # onnxruntime intra-op threads (None: one per core)
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls) -> ServiceSettings:
         """FASHION_SEARCH_STORE (required), _MODEL, _ALLOWED_ORIGINS (comma-separated),
         _THUMBNAIL_BASE_URL, _REFRESH_SECONDS, _CACHE_SIZE, _THREADS."""
-        store = _env("STORE")
-        if not store:
-            raise ValueError(f"{ENV_PREFIX}STORE is not set: where is the index? (a folder or s3://bucket/prefix)")
-        origins = tuple(o.strip().rstrip("/") for o in _env("ALLOWED_ORIGINS").split(",") if o.strip())
-        threads = _env("THREADS")
         return cls(
-            store=store,
-            model=Path(_env("MODEL")) if _env("MODEL") else default_bundle_dir(),
-            allowed_origins=origins,
-            thumbnail_base_url=_env("THUMBNAIL_BASE_URL", "/thumbnails/"),
-            refresh_seconds=float(_env("REFRESH_SECONDS", "5")),
-            cache_size=int(_env("CACHE_SIZE", "2048")),
-            threads=int(threads) if threads else None,
+            store=_required_store(),
+            model=default_model_dir(),
+            allowed_origins=tuple(o.rstrip("/") for o in _env_list("ALLOWED_ORIGINS")),
+            thumbnail_base_url=env("THUMBNAIL_BASE_URL", "/thumbnails/"),
+            refresh_seconds=float(env("REFRESH_SECONDS", "5")),
+            cache_size=_env_int("CACHE_SIZE") or 2048,
+            threads=_env_int("THREADS"),
         )
+
+
+@dataclass(frozen=True)
+class BuilderSettings:
+    """The index builder Lambda's (functions/builder); the CLI's `build` takes the same as flags."""
+
+    store: str
+    catalog: str
+    model: Path = field(default_factory=default_model_dir)
+    limit: int | None = None  # index only the first N products
+    keep_versions: int | None = DEFAULT_KEEP_VERSIONS
+    image_hosts: tuple[str, ...] = ()  # hosts image URLs must be on (empty: any)
+
+    @classmethod
+    def from_env(cls, event: dict[str, Any] | None = None) -> BuilderSettings:
+        """FASHION_SEARCH_STORE, _CATALOG (required, or the event's "catalog"), _MODEL, _LIMIT (or the event's
+        "limit"), _KEEP_VERSIONS (default 5; 0 keeps all), _IMAGE_HOSTS (comma-separated)."""
+        event = event or {}
+        catalog = event.get("catalog") or env("CATALOG")
+        if not catalog or not isinstance(catalog, str):
+            raise ValueError(f"no catalog: set {ENV_PREFIX}CATALOG or invoke with {{\"catalog\": \"...\"}}")
+        limit = event.get("limit") or _env_int("LIMIT")
+        keep = _env_int("KEEP_VERSIONS")
+        return cls(store=_required_store(), catalog=catalog, model=default_model_dir(),
+                   limit=int(limit) if limit else None,
+                   keep_versions=DEFAULT_KEEP_VERSIONS if keep is None else keep or None,
+                   image_hosts=_env_list("IMAGE_HOSTS"))

@@ -21,8 +21,9 @@ from ..errors import FashionSearchError
 from ..index import HnswParams, IndexParams
 from ..model.embedder import Embedder
 from ..model.images import THUMBNAIL_CONTENT_TYPE, ImageError, decode_image, make_thumbnail
+from ..records import ProductRecord
 from ..store import ObjectStore, versions
-from .catalog import Catalog, CatalogOptions, Product, Rejected, load_catalog
+from .catalog import Catalog, CatalogOptions, CatalogProduct, Rejected, load_catalog
 from .fetch import Fetcher, FetchError, FetchOptions, is_url
 from .progress import Progress
 
@@ -74,7 +75,7 @@ class _Record:
 
 @dataclass
 class _Item:
-    product: Product
+    product: CatalogProduct
     record: _Record
     vector: np.ndarray | None = None
     pixels: np.ndarray | None = None
@@ -115,20 +116,12 @@ def _load_previous(store: ObjectStore, model_hash: str, progress: Progress) -> _
                      {r.image_sha256: matrix[row] for row, r in enumerate(records)})
 
 
-def _metadata(product: Product, thumbnail: str) -> dict[str, Any]:
-    """What the search API returns about a product (local image paths stay private)."""
-    return {
-        "product_id": product.id,
-        "title": product.title,
-        "description": product.description,
-        "category": product.category,
-        "price": product.price,
-        "brand": product.brand,
-        "rating": product.rating,
-        "attributes": product.attributes,
-        "thumbnail": thumbnail,
-        "source_image": product.image if is_url(product.image) else None,
-    }
+def _record(product: CatalogProduct, thumbnail: str) -> ProductRecord:
+    """What the index stores and the search API returns about a product (local image paths stay private)."""
+    return ProductRecord(product_id=product.id, title=product.title, description=product.description,
+                         category=product.category, price=product.price, brand=product.brand,
+                         rating=product.rating, attributes=product.attributes, thumbnail=thumbnail,
+                         source_image=product.image if is_url(product.image) else None)
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> bytes:
@@ -143,7 +136,7 @@ class _Pipeline:
         self.known_thumbnails = {r.thumbnail for r in previous.records.values()}
         self.reused = self.encoded = 0
 
-    async def prepare(self, product: Product) -> _Item | Rejected:
+    async def prepare(self, product: CatalogProduct) -> _Item | Rejected:
         prev = self.previous.records.get(product.id)
         validators = prev.validators if prev is not None and prev.image == product.image else None
         try:
@@ -168,7 +161,7 @@ class _Pipeline:
             self.known_thumbnails.add(key)
         return _Item(product, _Record(product.id, product.image, digest, fetched.validators, key), pixels=pixels)
 
-    def _reuse(self, product: Product, digest: str, validators: dict[str, Any]) -> _Item:
+    def _reuse(self, product: CatalogProduct, digest: str, validators: dict[str, Any]) -> _Item:
         self.reused += 1
         record = _Record(product.id, product.image, digest, validators, versions.thumbnail_key(digest))
         return _Item(product, record, vector=self.previous.vectors[digest])
@@ -186,7 +179,7 @@ class _Pipeline:
             item.vector, item.pixels = vector, None
         self.encoded += len(todo)
 
-    async def run(self, products: list[Product]) -> tuple[list[_Item], list[Rejected]]:
+    async def run(self, products: list[CatalogProduct]) -> tuple[list[_Item], list[Rejected]]:
         items: list[_Item] = []
         rejected: list[Rejected] = []
         encoding: asyncio.Future[None] | None = None
@@ -236,7 +229,8 @@ async def build_index(catalog_source: str, store: ObjectStore, embedder: Embedde
     files = {
         **index.save(),
         "embeddings.npy": embeddings.getvalue(),
-        "products.jsonl": _jsonl([_metadata(i.product, i.record.thumbnail) for i in items]),
+        "products.jsonl": "".join(_record(i.product, i.record.thumbnail).model_dump_json() + "\n"
+                                  for i in items).encode(),
         "records.jsonl": _jsonl([i.record.as_dict() for i in items]),
         "skipped.jsonl": _jsonl([r.model_dump() for r in rejected]),
     }

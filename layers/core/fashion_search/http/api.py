@@ -42,10 +42,10 @@ from .schemas import (
     ErrorDetail,
     ErrorResponse,
     Health,
-    Product,
+    ProductDetail,
     SearchRequest,
     SearchResponse,
-    image_url,
+    product_detail,
     search_response,
 )
 
@@ -243,14 +243,13 @@ def create_handler(service: SearchService) -> LambdaHandler:
         return Health(**service.health())
 
     @app.get(f"{API}/products/<product_id>", summary="One product's metadata (any id, URL-encoded)",
-             responses=_responses(Product, "The product", {400: "Id longer than 200 characters",
+             responses=_responses(ProductDetail, "The product", {400: "Id longer than 200 characters",
                                                            404: "Unknown product", 503: "No index can be served yet"}))
-    def product(product_id: Annotated[str, Path(max_length=200)]) -> Product:
+    def product(product_id: Annotated[str, Path(max_length=200)]) -> ProductDetail:
         found = service.product(product_id)
         if found is None:
             raise ApiError(404, "not_found", f"no product with id {product_id!r}")
-        fields = {k: v for k, v in found.items() if k in Product.model_fields}
-        return Product(**fields, image_url=image_url(found, thumbnails))
+        return product_detail(found, thumbnails)
 
     @app.get(f"{API}/openapi.json", include_in_schema=False)
     def openapi():  # no return annotation: powertools cannot model a bare Response

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
+    from ..records import ProductRecord
     from ..serve.query import SearchResult
 
 MAX_REQUEST_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit: API Gateway and the local server refuse more
@@ -61,7 +62,7 @@ class SearchResponse(BaseModel):
     index_version: str
 
 
-class Product(BaseModel):
+class ProductDetail(BaseModel):
     product_id: str
     title: str
     description: str | None = None
@@ -94,16 +95,21 @@ class ErrorResponse(BaseModel):
     request_id: str | None = None
 
 
-def image_url(product: dict[str, Any], base: str) -> str | None:
+def image_url(product: ProductRecord, base: str) -> str | None:
     """Where the product's thumbnail is served: `base` is the URL of the store's thumbnails/ folder."""
-    key = product.get("thumbnail")
+    key = product.thumbnail
     return f"{base}{key.removeprefix('thumbnails/')}" if key else None
 
 
+def product_detail(product: ProductRecord, thumbnail_base: str) -> ProductDetail:
+    return ProductDetail(**product.model_dump(include=set(ProductDetail.model_fields)),
+                         image_url=image_url(product, thumbnail_base))
+
+
 def search_response(result: SearchResult, thumbnail_base: str) -> SearchResponse:
-    hits = [SearchHit(product_id=h.product["product_id"], title=h.product["title"],
-                      image_url=image_url(h.product, thumbnail_base), price=h.product.get("price"),
-                      category=h.product.get("category"), similarity_score=h.score,
+    hits = [SearchHit(product_id=h.product.product_id, title=h.product.title,
+                      image_url=image_url(h.product, thumbnail_base), price=h.product.price,
+                      category=h.product.category, similarity_score=h.score,
                       relevance=None if h.relevance is None else round(h.relevance, 4)) for h in result.hits]
     return SearchResponse(results=hits, query_time=round(result.query_ms, 3), total_results=len(hits),
                           good_match=result.good_match,

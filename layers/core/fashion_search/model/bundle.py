@@ -5,7 +5,8 @@ built it, and the search service refuses to mix vectors of two bundles.
 
 Layout::
 
-    text.onnx       input_ids, attention_mask (int64, [batch, seq]) -> embeddings [batch, dim]
+    text.onnx       input_ids, attention_mask (int64, [batch, seq]; the mask only if the tower takes one)
+                    -> embeddings [batch, dim]
     image.onnx      pixel_values (float32, [batch, 3, H, W], normalised) -> embeddings [batch, dim]
     tokenizer.json  a `tokenizers` tokenizer whose post-processor adds the special tokens
     bundle.json     this module's `BundleSpec`
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -25,9 +25,6 @@ from ..errors import FashionSearchError
 from .calibration import Calibration
 
 BUNDLE_FILES = ("text.onnx", "image.onnx", "tokenizer.json")
-DEFAULT_BUNDLE_ENV = "FASHION_SEARCH_MODEL"
-# The repository ships its starter bundle here (see models/README.md).
-_REPO_BUNDLE = Path(__file__).resolve().parents[4] / "models" / "fashion-starter"
 
 
 class ImageSpec(BaseModel):
@@ -35,8 +32,9 @@ class ImageSpec(BaseModel):
 
     height: int = Field(gt=0)
     width: int = Field(gt=0)
-    # crop: resize the shortest side, then centre-crop (CLIP); pad: fit inside, pad with pad_color.
-    resize: Literal["crop", "pad"] = "crop"
+    # crop: resize the shortest side, then centre-crop (CLIP); pad: fit inside, pad with pad_color;
+    # squash: resize straight to height x width, aspect ratio not kept (SigLIP, open_clip's "squash").
+    resize: Literal["crop", "pad", "squash"] = "crop"
     mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
     std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
     pad_color: tuple[int, int, int] = (255, 255, 255)
@@ -45,6 +43,22 @@ class ImageSpec(BaseModel):
 class TextSpec(BaseModel):
     max_tokens: int = Field(default=77, gt=1)
     pad_id: int = 0
+    # longest: pad each batch to its longest text (towers that take an attention mask or pool at the end
+    # token); max_length: pad every text to max_tokens, as SigLIP was trained (no mask, last position pooled).
+    padding: Literal["longest", "max_length"] = "longest"
+
+
+# Fields added after format 1 was sealed, with the value every older bundle means: they enter the content
+# hash only when set to something else, so a bundle written before they existed keeps its hash.
+_LATER_FIELDS = {"text": {"padding": "longest"}}
+
+
+def _hashed(section: str, spec: BaseModel) -> dict[str, object]:
+    dumped = spec.model_dump(mode="json")
+    for field, legacy in _LATER_FIELDS.get(section, {}).items():
+        if dumped.get(field) == legacy:
+            del dumped[field]
+    return dumped
 
 
 class BundleSpec(BaseModel):
@@ -64,8 +78,8 @@ class BundleSpec(BaseModel):
         """Hash what determines the vectors: the model files and the preprocessing."""
         payload = {
             "dim": self.dim,
-            "image": self.image.model_dump(mode="json"),
-            "text": self.text.model_dump(mode="json"),
+            "image": _hashed("image", self.image),
+            "text": _hashed("text", self.text),
             "files": dict(sorted(self.files.items())),
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -112,8 +126,3 @@ def read_bundle(folder: str | Path, verify: bool = False) -> BundleSpec:
             if file_sha256(folder / name) != expected:
                 raise BundleError(f"bundle {folder}: {name} does not match its checksum")
     return spec
-
-
-def default_bundle_dir() -> Path:
-    """The bundle used when none is given: $FASHION_SEARCH_MODEL, else the one the repo ships."""
-    return Path(os.environ.get(DEFAULT_BUNDLE_ENV) or _REPO_BUNDLE)

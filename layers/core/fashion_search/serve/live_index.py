@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+from pydantic import ValidationError
 
 from ..errors import FashionSearchError
 from ..index import IndexUnusable, VectorIndex, open_index
+from ..records import ProductRecord
 from ..store import ObjectStore, versions
 from .fusion import GalleryStats
 
@@ -51,8 +52,9 @@ class ProductTable:
     def __len__(self) -> int:
         return len(self._starts)
 
-    def __getitem__(self, row: int) -> dict[str, Any]:
-        return json.loads(self._data[self._starts[row] : self._stops[row]])
+    def __getitem__(self, row: int) -> ProductRecord:
+        """The row's record; pydantic.ValidationError when it is not one (LiveIndex.load checks every row)."""
+        return ProductRecord.model_validate_json(self._data[self._starts[row] : self._stops[row]])
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class LiveIndex:
     pointer: versions.Pointer
     manifest: versions.Manifest
     index: VectorIndex
-    products: ProductTable  # row -> metadata, as products.jsonl holds it
+    products: ProductTable  # row -> product record, as products.jsonl holds it
     rows: dict[str, int]  # product id -> row
     stats: GalleryStats  # every query's score distribution over this index (fusion.py)
 
@@ -117,18 +119,17 @@ def _open(manifest: versions.Manifest, read: Callable[[str], bytes]) -> VectorIn
 
 
 def _rows_by_id(version: str, products: ProductTable) -> dict[str, int]:
-    """Product id -> row, checking every row on the way (the one pass that parses them all): a JSON
-    object with a product_id of its own, or queries would fail on it later."""
+    """Product id -> row, checking every row on the way (the one pass that parses them all): a product
+    record with a product_id of its own, or queries would fail on it later."""
     rows: dict[str, int] = {}
     for row in range(len(products)):
         where = f"version {version}: products.jsonl row {row + 1}"
         try:
-            product = products[row]
-        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError: their text quotes no content
-            raise versions.VersionError(f"{where} is not valid JSON ({exc})") from None
-        product_id = product.get("product_id") if isinstance(product, dict) else None
-        if not isinstance(product_id, str) or not product_id:
-            raise versions.VersionError(f"{where} has no product_id")
+            product_id = products[row].product_id
+        except ValidationError as exc:  # its summary names the fields and error kinds, never the row's content
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}"
+                                 for e in exc.errors(include_input=False, include_url=False)[:3])
+            raise versions.VersionError(f"{where} is not a product record ({problems})") from None
         if product_id in rows:
             raise versions.VersionError(f"{where} repeats product_id {product_id!r} of row {rows[product_id] + 1}")
         rows[product_id] = row

@@ -6,9 +6,10 @@ http/ and the CLI build a Query and read a SearchResult; the service (service.py
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from ..errors import FashionSearchError
+from ..records import ProductRecord
 
 SearchType = Literal["text", "image", "hybrid"]
 
@@ -39,7 +40,7 @@ class Query:
 
 @dataclass(frozen=True)
 class Hit:
-    product: dict[str, Any]
+    product: ProductRecord
     score: float  # cosine similarity with the query vector (the seed's fused vector for hybrid queries)
     relevance: float | None  # calibrated, in [0, 1]; None when the bundle is not calibrated
 

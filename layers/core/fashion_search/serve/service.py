@@ -24,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Settings
+from ..config import ServiceSettings
 from ..errors import FashionSearchError
 from ..model.calibration import relevance
 from ..model.embedder import Embedder
 from ..model.images import decode_image
+from ..records import ProductRecord
 from ..store import open_store, versions
 from .duplicates import first_of_each
 from .embedding_cache import EmbeddingCache, content_key
@@ -68,7 +69,7 @@ class _Refusal:
 
 
 class SearchService:
-    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+    def __init__(self, settings: ServiceSettings, embedder: Embedder | None = None) -> None:
         self.settings = settings
         self.embedder = embedder or Embedder(settings.model, threads=settings.threads)
         self.store = open_store(settings.store)
@@ -214,14 +215,14 @@ class SearchService:
             rows, scores = ids[0][ids[0] >= 0], found[0][ids[0] >= 0]
             vectors = live.vectors(rows) if query.collapse_duplicates else None
             image_cos, text_cos = (scores, None) if text is None else (None, scores)
-        products: dict[int, dict[str, Any]] = {}  # parsed only for the positions looked at (JSON rows cost µs each)
+        products: dict[int, ProductRecord] = {}  # parsed only for the positions looked at (rows cost µs each)
 
-        def product(i: int) -> dict[str, Any]:
+        def product(i: int) -> ProductRecord:
             if i not in products:
                 products[i] = live.products[rows[i]]
             return products[i]
 
-        keep = (first_of_each(lambda i: product(i).get("thumbnail"), vectors, query.top_k)
+        keep = (first_of_each(lambda i: product(i).thumbnail, vectors, query.top_k)
                 if query.collapse_duplicates and vectors is not None else list(range(min(query.top_k, len(rows)))))
         calibration = self.embedder.spec.calibration
         relevances = (relevance(calibration, image_cosine=image_cos, text_cosine=text_cos, alpha=alpha)
@@ -229,7 +230,7 @@ class SearchService:
         return [Hit(product(i), float(scores[i]), None if relevances is None else float(relevances[i]))
                 for i in keep]
 
-    def product(self, product_id: str) -> dict[str, Any] | None:
+    def product(self, product_id: str) -> ProductRecord | None:
         self.maybe_refresh()
         live = self._live
         if live is None:

@@ -1,4 +1,4 @@
-"""Catalog sources: a DummyJSON/FakeStore-compatible API or a JSONL feed, normalised to Product.
+"""Catalog sources: a DummyJSON/FakeStore-compatible API or a JSONL feed, normalised to CatalogProduct.
 
 A catalog is data from outside and may be hostile; see load_catalog for what it may and may not do.
 """
@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from ..fetch import Fetcher, is_url
 from .api import CatalogTooLarge, fetch_api, from_dummyjson, from_fakestore
 from .feed import read_feed, resolve_images
-from .product import Product, Rejected
+from .product import CatalogProduct, Rejected
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class CatalogOptions:
 class Catalog:
     source: str
     kind: str  # 'feed', 'dummyjson' or 'fakestore'
-    products: list[Product]
+    products: list[CatalogProduct]
     rejected: list[Rejected] = field(default_factory=list)
 
 
@@ -59,7 +59,7 @@ class _Collector:
     """Turns raw entries into a Catalog: invalid ones, later duplicates of an id and products whose image
     the source may not name are rejected with reasons; too many entries raise CatalogTooLarge."""
 
-    def __init__(self, catalog: Catalog, convert: Callable[[dict[str, Any]], Product],
+    def __init__(self, catalog: Catalog, convert: Callable[[dict[str, Any]], CatalogProduct],
                  roots: tuple[Path, ...] | None, options: CatalogOptions, limit: int | None) -> None:
         self.catalog, self.convert, self.roots, self.options, self.limit = catalog, convert, roots, options, limit
         self.seen: set[str] = set()
@@ -112,7 +112,7 @@ async def load_catalog(source: str, fetcher: Fetcher, options: CatalogOptions = 
       reason that says nothing of whether the file exists. (Which hosts image URLs may be on is
       FetchOptions.image_hosts, checked by the fetcher on every request and redirect.)
     - Read much: at most `options.max_products` entries and `options.max_pages` API requests, whatever
-      total the catalog claims, else CatalogTooLarge. Product bounds every field.
+      total the catalog claims, else CatalogTooLarge. CatalogProduct bounds every field.
     """
     if is_url(source):
         kind, pages = await fetch_api(source, fetcher, options.max_pages)
@@ -132,7 +132,7 @@ async def load_catalog(source: str, fetcher: Fetcher, options: CatalogOptions = 
         raise FileNotFoundError(f"catalog feed {source} does not exist")
     folder = path.resolve().parent
     roots = (folder, *(Path(root).expanduser().resolve() for root in options.image_roots))
-    collector = _Collector(Catalog(str(path), "feed", []), Product.model_validate, roots, options, limit)
+    collector = _Collector(Catalog(str(path), "feed", []), CatalogProduct.model_validate, roots, options, limit)
     with closing(read_feed(path)) as lines:
         for n, raw in lines:
             if not collector.add(f"line {n}", raw if isinstance(raw, str) else resolve_images(raw, folder)):
@@ -140,4 +140,4 @@ async def load_catalog(source: str, fetcher: Fetcher, options: CatalogOptions = 
     return collector.catalog
 
 
-__all__ = ["Catalog", "CatalogOptions", "CatalogTooLarge", "Product", "Rejected", "load_catalog"]
+__all__ = ["Catalog", "CatalogOptions", "CatalogProduct", "CatalogTooLarge", "Rejected", "load_catalog"]

@@ -10,7 +10,7 @@ import httpx
 
 from ...errors import FashionSearchError
 from ..fetch import Fetcher, FetchError
-from .product import Product
+from .product import CatalogProduct
 
 PAGE_SIZE = 100
 PAGES_IN_FLIGHT = 4  # pages requested at once: a bound on memory, whatever the catalog claims
@@ -31,24 +31,24 @@ def _attributes(raw: dict[str, Any], skip: set[str]) -> dict[str, Any]:
     return attrs
 
 
-def from_dummyjson(raw: dict[str, Any]) -> Product:
+def from_dummyjson(raw: dict[str, Any]) -> CatalogProduct:
     images = [i for i in raw["images"] if isinstance(i, str)] if isinstance(raw.get("images"), list) else []
     main = images[0] if images else raw.get("thumbnail")
     fields = {"id", "title", "description", "category", "price", "brand", "rating", "images", "thumbnail"}
-    return Product.model_validate(dict(
+    return CatalogProduct.model_validate(dict(
         id=raw.get("id"), title=raw.get("title") or "", image=main or "", images=tuple(images),
         description=raw.get("description"), category=raw.get("category"), price=raw.get("price"),
         brand=raw.get("brand"), rating=raw.get("rating"), attributes=_attributes(raw, fields),
     ))
 
 
-def from_fakestore(raw: dict[str, Any]) -> Product:
+def from_fakestore(raw: dict[str, Any]) -> CatalogProduct:
     rating = raw.get("rating")
     attrs = _attributes(raw, {"id", "title", "description", "category", "price", "image", "rating"})
     if isinstance(rating, dict) and isinstance(rating.get("count"), int):
         attrs["rating_count"] = rating["count"]
     image = raw.get("image") or ""
-    return Product.model_validate(dict(
+    return CatalogProduct.model_validate(dict(
         id=raw.get("id"), title=raw.get("title") or "", image=image, images=(image,) if image else (),
         description=raw.get("description"), category=raw.get("category"), price=raw.get("price"),
         rating=rating.get("rate") if isinstance(rating, dict) else rating, attributes=attrs,

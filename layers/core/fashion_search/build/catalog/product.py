@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-AttributeValue = str | int | float | bool
+from ...records import AttributeValue
 
 MAX_ID_CHARS = 128
 MAX_IMAGE_REF_CHARS = 2_048
@@ -38,7 +38,7 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
 
 
-class Product(BaseModel):
+class CatalogProduct(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
