@@ -30,7 +30,7 @@ from fashion_search.serve.fusion import GalleryStats, candidate_vector, hybrid_o
 from model_export.starter.data import GENDER_WORD, Product, attribute_query, colour_word, time_split_indices
 
 ALPHAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-CANDIDATES = 256  # as service.HYBRID_CANDIDATES
+CANDIDATES = 256  # as serve.query.POOL
 # Junk queries for the good_match measure: none is in calibrate.OUT_OF_CATALOG or made by its
 # nonsense(); the fashion feed sells none of these things.
 JUNK_QUERIES = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import shutil
 import time
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import boto3
+import numpy as np
 import pytest
 
 from fashion_search.build.pipeline import BuildSummary, build_index
@@ -19,7 +21,7 @@ from fashion_search.http.api import LambdaHandler, create_handler
 from fashion_search.model.bundle import BundleSpec
 from fashion_search.model.embedder import Embedder
 from fashion_search.serve.service import SearchService
-from fashion_search.store import open_store
+from fashion_search.store import open_store, versions
 from model_export.calibrate import calibrate, write_calibration
 from model_export.evaluate import encode_gallery
 from model_export.starter.data import load_products
@@ -128,6 +130,14 @@ def s3_uri(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 def service(fashion_store: Path, tiny_bundle: Path) -> SearchService:
     """The search service over fashion_store, allowing ORIGIN (one per test module)."""
     return SearchService(ServiceSettings(store=str(fashion_store), model=tiny_bundle, allowed_origins=(ORIGIN,)))
+
+
+@pytest.fixture(scope="module")
+def vectors(service: SearchService) -> np.ndarray:
+    """The index's stored embeddings, in row order: the ground truth for scores."""
+    live = service.live
+    assert live is not None
+    return np.load(io.BytesIO(versions.read_file(service.store, live.manifest, "embeddings.npy")))
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,6 @@ from fashion_search.model.embedder import Embedder, l2_normalize
 from fashion_search.serve.live_index import ProductTable
 from fashion_search.serve.query import Query
 from fashion_search.serve.service import SearchService
-from fashion_search.store import versions
 from tests.conftest import FASHION_IMAGES, ORIGIN
 
 EVENT = json.loads((Path(__file__).parent / "events" / "http_api_v2.json").read_text())
@@ -56,14 +55,6 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-@pytest.fixture(scope="module")
-def vectors(service: SearchService) -> np.ndarray:
-    """The index's stored embeddings, in row order: the ground truth for scores."""
-    live = service.live
-    assert live is not None
-    return np.load(io.BytesIO(versions.read_file(service.store, live.manifest, "embeddings.npy")))
-
-
 def search(handler: LambdaHandler, **body: Any) -> dict[str, Any]:
     status, payload, _ = call(handler, event("POST", "/api/v1/search", body))
     assert status == 200, payload
@@ -71,7 +62,7 @@ def search(handler: LambdaHandler, **body: Any) -> dict[str, Any]:
 
 
 def test_text_search(handler: LambdaHandler, service: SearchService, vectors: np.ndarray) -> None:
-    payload = search(handler, text="white skirt for women", top_k=7, collapse_duplicates=False)
+    payload = search(handler, text="white skirt for women", top_k=7, collapse_duplicates=False, keywords=False)
     assert payload["search_type"] == "text" and payload["alpha_used"] == 0.0
     assert payload["total_results"] == len(payload["results"]) == 7 and payload["query_time"] > 0
     assert payload["index_version"] == service.live.version
@@ -82,7 +73,8 @@ def test_text_search(handler: LambdaHandler, service: SearchService, vectors: np
     np.testing.assert_allclose(scores, vectors[rows] @ query, atol=1e-5)  # each score is that product's cosine
     np.testing.assert_allclose(scores, np.sort(vectors @ query)[::-1][:7], atol=1e-5)  # and they are the top 7
     first = payload["results"][0]
-    assert set(first) == {"product_id", "title", "image_url", "price", "category", "similarity_score", "relevance"}
+    assert set(first) == {"product_id", "title", "image_url", "price", "category", "brand", "similarity_score",
+                          "relevance"}
     assert first["image_url"].startswith("/thumbnails/") and first["image_url"].endswith(".webp")
 
 
@@ -166,9 +158,11 @@ def soft_and_reference(image: np.ndarray, text: np.ndarray, alpha: float, vector
 def test_hybrid_fusion_maths(handler: LambdaHandler, service: SearchService, vectors: np.ndarray,
                              alpha: float) -> None:
     """Ranked by the soft AND of standardised scores (the true top 10 of the whole index, although only the
-    candidate vector's neighbours are scored); similarity_score stays the seed's fused cosine."""
+    candidate vector's neighbours are scored); similarity_score stays the seed's fused cosine. The ends of the
+    slider are the single searches, with the keyword signal as well (it weighs 1 - alpha)."""
     text, image = "blue jeans", photo("10017")
-    payload = search(handler, text=text, image=b64(image), alpha=alpha, top_k=10, collapse_duplicates=False)
+    payload = search(handler, text=text, image=b64(image), alpha=alpha, top_k=10, collapse_duplicates=False,
+                     keywords=False)
     assert payload["search_type"] == "hybrid" and payload["alpha_used"] == alpha
     embedder: Embedder = service.embedder
     t = embedder.encode_texts([text])[0]
@@ -181,8 +175,11 @@ def test_hybrid_fusion_maths(handler: LambdaHandler, service: SearchService, vec
     np.testing.assert_allclose(reference[rows], np.sort(reference)[::-1][:10], atol=1e-6)
     alone = {0.0: {"text": text}, 1.0: {"image": b64(image)}}.get(alpha)
     if alone:  # the ends of the slider are the single-modality searches
-        single = search(handler, top_k=10, collapse_duplicates=False, **alone)["results"]
+        single = search(handler, top_k=10, collapse_duplicates=False, keywords=False, **alone)["results"]
         assert ids == [r["product_id"] for r in single]
+        keyworded = search(handler, text=text, image=b64(image), alpha=alpha, top_k=10)["results"]
+        assert [r["product_id"] for r in keyworded] == [r["product_id"] for r in search(handler, top_k=10, **alone)[
+            "results"]]
 
 
 def test_moving_alpha_re_encodes_nothing(service: SearchService) -> None:

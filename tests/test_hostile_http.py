@@ -320,7 +320,7 @@ def test_openapi_declares_what_each_operation_answers(openapi: dict[str, Any]) -
     search = openapi["paths"]["/api/v1/search"]["post"]
     product = openapi["paths"]["/api/v1/products/{product_id}"]["get"]
     health = openapi["paths"]["/api/v1/health"]["get"]
-    assert schema_of(search, "200") == "SearchResponse" and schema_of(product, "200") == "Product"
+    assert schema_of(search, "200") == "SearchResponse" and schema_of(product, "200") == "ProductDetail"
     assert schema_of(health, "200") == "Health"
     assert {"400", "413", "415", "503"} <= set(search["responses"]) and {"404"} <= set(product["responses"])
     for operation in (search, product, health):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fashion_search.index import KINDS, HnswParams, IndexUnusable, open_index
+from fashion_search.index import KINDS, HnswParams, IndexUnusable, faiss_hnsw, open_index
 
 
 def _unit(rows: int, dim: int = 16) -> np.ndarray:
@@ -32,14 +32,20 @@ def test_saved_and_opened_by_its_manifest_entry_it_answers_alike(params: HnswPar
     np.testing.assert_array_equal(rows, built.search(vectors[:20], 5)[1])
 
 
-def test_allow_keeps_results_to_those_rows(params: HnswParams) -> None:
+@pytest.mark.parametrize("exact_max_rows", [8192, 10])  # the exact strategy, and the HNSW one with a selector
+def test_allow_keeps_results_to_those_rows(params: HnswParams, exact_max_rows: int,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(faiss_hnsw, "EXACT_MAX_ROWS", exact_max_rows)
     vectors = _unit(300)
     index = params.build(vectors)
-    allow = np.arange(0, 300, 3)
-    _, rows = index.search(vectors[:10], 8, allow=allow)
-    assert np.isin(rows[rows >= 0], allow).all() and (rows[::3, 0] == np.arange(0, 10, 3)).all()
-    _, none = index.search(vectors[:2], 4, allow=np.array([], dtype=np.int64))
-    assert (none == -1).all()  # missing slots are -1
+    allow = np.arange(300) % 3 == 0
+    scores, rows = index.search(vectors[:10], 8, allow=allow)
+    assert rows.shape == (10, 8) and allow[rows].all() and (rows[::3, 0] == np.arange(0, 10, 3)).all()
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
+    exact = np.sort(vectors[:10] @ vectors[allow].T, axis=1)[:, ::-1][:, :8]
+    np.testing.assert_allclose(scores, exact, atol=1e-5)  # the true filtered top 8
+    _, none = index.search(vectors[:2], 4, allow=np.zeros(300, dtype=bool))
+    assert none.shape == (2, 0)  # nothing passes: no results
 
 
 def test_k_beyond_the_count_and_an_empty_index(params: HnswParams) -> None:

@@ -93,22 +93,62 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _query_one(service: SearchService, text: str | None, image: str | None, alpha: float, top_k: int,
-               collapse: bool) -> SearchResult:
+def _scalar(text: str) -> str | float | bool:
+    """A filter value as typed: true/false, a number, else the text."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _filter(spec: str) -> tuple[str, object]:
+    """`FIELD=VALUE[,VALUE...]` (any of them) or `FIELD=LOW..HIGH` (a range; either end may be left out)."""
+    name, sep, value = spec.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{spec!r}: give FIELD=VALUE[,VALUE...] or FIELD=LOW..HIGH")
+    if ".." in value:
+        low, _, high = value.partition("..")
+        try:
+            return name, {**({"gte": float(low)} if low else {}), **({"lte": float(high)} if high else {})}
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{spec!r}: a range's ends must be numbers") from None
+    return name, [_scalar(v) for v in value.split(",")]
+
+
+def _search_fields(args: argparse.Namespace) -> dict[str, object]:
+    """The command line's search fields, named as the API's (http/schemas.SearchRequest)."""
+    fields: dict[str, object] = {"text": args.text, "alpha": args.alpha, "top_k": args.top_k,
+                                 "collapse_duplicates": not args.keep_duplicates, "product_id": args.like,
+                                 "negative_text": args.negative or None, "filters": dict(args.filter),
+                                 "facets": args.facet, "offset": args.offset, "keywords": args.keywords}
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _query_one(service: SearchService, fields: dict[str, object], image: str | None) -> SearchResult:
+    """One search, its fields validated by the API's own request model (the same limits and messages)."""
+    from .http.schemas import SearchRequest
     from .serve.query import Query
 
-    data = Path(image).read_bytes() if image else None
-    return service.search(Query(text=text, image=data, alpha=alpha, top_k=top_k, collapse_duplicates=collapse))
+    request = SearchRequest.model_validate({k: v for k, v in fields.items() if k not in ("id", "image")})
+    return service.search(Query(**request.query_fields(), image=Path(image).read_bytes() if image else None))
 
 
 def _query(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from .http.schemas import search_response
 
     service = _service(args, refresh_seconds=math.inf)
+    defaults = _search_fields(args)
     if not args.queries:
-        if args.text is None and args.image is None:
-            raise FashionSearchError("give --text, --image, both, or --queries FILE")
-        result = _query_one(service, args.text, args.image, args.alpha, args.top_k, not args.keep_duplicates)
+        if args.text is None and args.image is None and args.like is None:
+            raise FashionSearchError("give --text, --image, --like PRODUCT_ID (or a mix), or --queries FILE")
+        try:
+            result = _query_one(service, defaults, args.image)
+        except ValidationError as exc:
+            raise FashionSearchError(_validation_summary(exc)) from None
         print(search_response(result, "thumbnails/").model_dump_json())
         return 0
     failures = 0
@@ -121,12 +161,14 @@ def _query(args: argparse.Namespace) -> int:
             spec = json.loads(line)
             image = spec.get("image")
             image = str(queries.parent / image) if image else None  # relative to the queries file
-            result = _query_one(service, spec.get("text"), image, float(spec.get("alpha", args.alpha)),
-                                int(spec.get("top_k", args.top_k)),
-                                bool(spec.get("collapse_duplicates", not args.keep_duplicates)))
+            result = _query_one(service, {**{k: v for k, v in defaults.items() if k != "text"}, **spec}, image)
             hits = [{"product_id": h.product.product_id, "similarity_score": h.score, "relevance": h.relevance}
                     for h in result.hits]
-            _print_json({"id": spec.get("id"), "good_match": result.good_match, "results": hits})
+            _print_json({"id": spec.get("id"), "good_match": result.good_match, "results": hits,
+                         **({"facets": result.facets} if result.facets else {})})
+        except ValidationError as exc:
+            failures += 1
+            _print_json({"id": spec.get("id"), "error": f"line {number}: {_validation_summary(exc)}"})
         except (FashionSearchError, OSError, ValueError, AttributeError) as exc:
             failures += 1
             _print_json({"id": spec.get("id") if isinstance(spec, dict) else None,
@@ -134,10 +176,19 @@ def _query(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _validation_summary(exc: Exception) -> str:
+    from pydantic import ValidationError
+
+    assert isinstance(exc, ValidationError)
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                     for e in exc.errors(include_input=False, include_url=False)[:3])
+
+
 # Offline model tooling: its options and code live in model_export and need the `export` extra
 # (torch, transformers), so they are imported only when one of these commands runs.
 MODEL_COMMANDS = {
     "export-clip": ("model_export.clip_export", "convert a Hugging Face CLIP checkpoint into a model bundle"),
+    "export-model": ("model_export.export_model", "convert a CLIP, SigLIP or open_clip model into a model bundle"),
     "train-starter": ("model_export.starter.train", "train the offline starter model and write its bundle"),
     "calibrate": ("model_export.calibrate", "fit a bundle's relevance scores and no-close-match threshold"),
 }
@@ -219,8 +270,18 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--top-k", type=int, choices=range(1, 101), metavar="1..100", default=10)
     query.add_argument("--keep-duplicates", action="store_true",
                        help="let products with the same photo take several slots (collapsed by default)")
-    query.add_argument("--queries", help='JSONL batch: {"id", "text"?, "image"?, "alpha"?, "top_k"?, '
-                                         '"collapse_duplicates"?} per line')
+    query.add_argument("--like", metavar="PRODUCT_ID", help="more like this product (its photo; with --text, a blend)")
+    query.add_argument("--negative", action="append", default=[], metavar="TERM",
+                       help="push products like TERM down (repeatable)")
+    query.add_argument("--filter", action="append", default=[], type=_filter, metavar="FIELD=VALUE",
+                       help="FIELD=VALUE[,VALUE...] (any of them) or FIELD=LOW..HIGH; in_stock=true (repeatable)")
+    query.add_argument("--facet", action="append", default=[], metavar="FIELD",
+                       help="count FIELD's values over the candidates (repeatable)")
+    query.add_argument("--offset", type=int, default=0, help="results to skip (paging)")
+    query.add_argument("--keywords", action=argparse.BooleanOptionalAction, default=None,
+                       help="the keyword (BM25) signal; default: on")
+    query.add_argument("--queries", help='JSONL batch: one search per line, the API\'s fields ({"id", "text", '
+                                         '"image": a path, "filters", ...}); the flags above are defaults')
     query.set_defaults(run=_query)
 
     for name, (_, help_text) in MODEL_COMMANDS.items():

@@ -19,6 +19,8 @@ import numpy as np
 
 from ..errors import FashionSearchError
 from ..index import HnswParams, IndexParams
+from ..index.columns import Columns
+from ..index.keywords import KeywordIndex
 from ..model.embedder import Embedder
 from ..model.images import THUMBNAIL_CONTENT_TYPE, ImageError, decode_image, make_thumbnail
 from ..records import ProductRecord
@@ -124,6 +126,12 @@ def _record(product: CatalogProduct, thumbnail: str) -> ProductRecord:
                          source_image=product.image if is_url(product.image) else None)
 
 
+def _fields(record: ProductRecord) -> dict[str, Any]:
+    """The record's filterable fields, flat: the catalog's own, then its attributes (not shadowing them)."""
+    own = {"category": record.category, "brand": record.brand, "price": record.price, "rating": record.rating}
+    return {**record.attributes, **own}
+
+
 def _jsonl(rows: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
 
@@ -226,11 +234,13 @@ async def build_index(catalog_source: str, store: ObjectStore, embedder: Embedde
     progress.stage("upload")
     embeddings = io.BytesIO()
     np.save(embeddings, vectors)
+    records = [_record(i.product, i.record.thumbnail) for i in items]
     files = {
         **index.save(),
+        **Columns.build([_fields(r) for r in records]).save(),
+        **KeywordIndex.build([(r.title, r.brand, r.category) for r in records]).save(),
         "embeddings.npy": embeddings.getvalue(),
-        "products.jsonl": "".join(_record(i.product, i.record.thumbnail).model_dump_json() + "\n"
-                                  for i in items).encode(),
+        "products.jsonl": "".join(r.model_dump_json() + "\n" for r in records).encode(),
         "records.jsonl": _jsonl([i.record.as_dict() for i in items]),
         "skipped.jsonl": _jsonl([r.model_dump() for r in rejected]),
     }

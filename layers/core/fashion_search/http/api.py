@@ -41,6 +41,7 @@ from .schemas import (
     MAX_REQUEST_BYTES,
     ErrorDetail,
     ErrorResponse,
+    Fields,
     Health,
     ProductDetail,
     SearchRequest,
@@ -219,7 +220,10 @@ def create_handler(service: SearchService) -> LambdaHandler:
 
     @app.post(f"{API}/search", summary="Search products by text, image, or both",
               responses=_responses(SearchResponse, "The best matches, best first", {
-                  400: "Invalid request: a field out of its bounds, no text nor image, or an image that is not one",
+                  400: "Invalid request: a field out of its bounds, no text nor image, an image that is not one, an "
+                       "unknown filter field, an empty range, or a page past offset + top_k = 200",
+                  404: "No product with the product_id searched like",
+                  409: "The live index was built before filters and facets existed: rebuild it",
                   413: f"Image over {MAX_IMAGE_BYTES // 2**20} MB decoded or {DEFAULT_MAX_PIXELS / 1e6:g} MP, "
                        f"or request over {MAX_REQUEST_BYTES // 2**20} MB",
                   415: "Body not JSON, or image not JPEG, PNG or WebP",
@@ -230,7 +234,7 @@ def create_handler(service: SearchService) -> LambdaHandler:
             raise refusal
         image = decode_image_field(request.image) if request.image else None
         # The request's fields are the Query's (the image decoded): a new query term is a field of both.
-        result = service.search(Query(**request.model_dump(exclude={"image"}), image=image))
+        result = service.search(Query(**request.query_fields(), image=image))
         metrics.add_metric(name="SearchLatency", unit=MetricUnit.Milliseconds, value=result.query_ms)
         metrics.add_metric(name="EmbeddingCacheHits", unit=MetricUnit.Count, value=result.cached)
         metrics.add_metric(name="EmbeddingCacheMisses", unit=MetricUnit.Count, value=result.encoded)
@@ -241,6 +245,12 @@ def create_handler(service: SearchService) -> LambdaHandler:
              responses=_responses(Health, "Status: 'unavailable' (still a 200) while no index is served", {}))
     def health() -> Health:
         return Health(**service.health())
+
+    @app.get(f"{API}/fields", summary="What the live index can be filtered and faceted by",
+             responses=_responses(Fields, "Its fields: keyword ones with their count of values, number ones with "
+                                          "their range", {503: "No index can be served yet"}))
+    def fields() -> Fields:
+        return Fields(fields=service.fields())  # type: ignore[arg-type]  # dicts, validated into FilterField
 
     @app.get(f"{API}/products/<product_id>", summary="One product's metadata (any id, URL-encoded)",
              responses=_responses(ProductDetail, "The product", {400: "Id longer than 200 characters",

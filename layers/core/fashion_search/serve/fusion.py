@@ -84,8 +84,13 @@ def soft_and(z_image: np.ndarray, z_text: np.ndarray, alpha: float,
                                        -(1.0 - alpha) * np.asarray(z_text) / temperature)
 
 
+def hybrid_score(image: np.ndarray, text: np.ndarray, alpha: float, stats: GalleryStats,
+                 vectors: np.ndarray) -> np.ndarray:
+    """The soft AND of the candidate `vectors`' standardised scores for the photo and the text."""
+    return soft_and(stats.standardise(image, vectors @ image), stats.standardise(text, vectors @ text), alpha)
+
+
 def hybrid_order(image: np.ndarray, text: np.ndarray, alpha: float, stats: GalleryStats,
                  vectors: np.ndarray) -> np.ndarray:
     """Positions of candidate `vectors`, best first, by the soft AND of their standardised scores."""
-    fused = soft_and(stats.standardise(image, vectors @ image), stats.standardise(text, vectors @ text), alpha)
-    return np.argsort(-fused, kind="stable")
+    return np.argsort(-hybrid_score(image, text, alpha, stats, vectors), kind="stable")

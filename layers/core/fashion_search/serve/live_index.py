@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from pydantic import ValidationError
 
 from ..errors import FashionSearchError
 from ..index import IndexUnusable, VectorIndex, open_index
+from ..index.columns import FILE as COLUMNS_FILE
+from ..index.columns import Columns
+from ..index.keywords import FILE as KEYWORDS_FILE
+from ..index.keywords import KeywordIndex
 from ..records import ProductRecord
 from ..store import ObjectStore, versions
 from .fusion import GalleryStats
@@ -20,6 +24,7 @@ if TYPE_CHECKING:
     from ..model.embedder import Embedder
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Vectors the gallery statistics are estimated from: a score's standard deviation from 4,096 samples
 # is within ~1 % of the whole gallery's (the soft AND only needs its scale); the covariance costs
@@ -65,6 +70,8 @@ class LiveIndex:
     products: ProductTable  # row -> product record, as products.jsonl holds it
     rows: dict[str, int]  # product id -> row
     stats: GalleryStats  # every query's score distribution over this index (fusion.py)
+    columns: Columns | None  # filter columns (None: a version built before filters existed)
+    keywords: KeywordIndex | None  # BM25 over titles (None: built before, or this SQLite has no FTS5)
 
     @property
     def version(self) -> str:
@@ -101,8 +108,27 @@ class LiveIndex:
             raise versions.VersionError(f"version {version}: index and metadata disagree on the count")
         rows = _rows_by_id(version, products)
         sample = _probe(version, index)
+        columns = _optional(manifest, store, COLUMNS_FILE, Columns.from_bytes)
+        if columns is not None and columns.rows != index.ntotal:
+            raise versions.VersionError(f"version {version}: {COLUMNS_FILE} and the index disagree on the count")
         return cls(pointer, manifest, index, products, rows,
-                   GalleryStats.of(sample if len(sample) else np.zeros((1, index.dim), dtype=np.float32)))
+                   GalleryStats.of(sample if len(sample) else np.zeros((1, index.dim), dtype=np.float32)),
+                   columns, _optional(manifest, store, KEYWORDS_FILE, KeywordIndex.from_bytes, required=False))
+
+
+def _optional(manifest: versions.Manifest, store: ObjectStore, name: str, parse: Callable[[bytes], T],
+              required: bool = True) -> T | None:
+    """A version file that older versions lack (None then). A broken one refuses the version when `required`,
+    else it is logged and left out (a keyword index this SQLite cannot open costs the keyword signal only)."""
+    if name not in manifest.files:
+        return None
+    try:
+        return parse(versions.read_file(store, manifest, name))
+    except ValueError as exc:
+        if required:
+            raise versions.VersionError(f"version {manifest.version}: {exc}") from None
+        logger.error("version %s: %s: searching without it", manifest.version, exc)
+        return None
 
 
 def _unusable(version: str, exc: IndexUnusable) -> versions.VersionError:

@@ -19,6 +19,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,14 +34,14 @@ from ..records import ProductRecord
 from ..store import open_store, versions
 from .duplicates import first_of_each
 from .embedding_cache import EmbeddingCache, content_key
-from .fusion import candidate_vector, hybrid_order, seed_vector
 from .live_index import LiveIndex
 from .query import Hit, Query, SearchResult
+from .ranking import Ranked, candidates, probe_vector, rank
 
 logger = logging.getLogger(__name__)
 
-# A hybrid query ranks this many neighbours of its candidate vector by the soft AND (fusion.py).
-HYBRID_CANDIDATES = 256
+# Whether the keyword signal is on unless a query says (BENCHMARKS.md, keyword signal).
+KEYWORDS_BY_DEFAULT = True
 # A version that failed to load is tried again after 10 s, 20 s, 40 s... at most every 10 minutes (and at
 # once when the pointer moves): a transient read error heals, a broken version is not downloaded at
 # every check.
@@ -50,6 +51,18 @@ RETRY_MAX_SECONDS = 600.0
 STALL_SECONDS = 30.0
 STORE_UNREADABLE = "the index store cannot be read"
 NOTHING_PUBLISHED = "no index has been published yet (run fashion-search build)"
+
+
+class UnknownProduct(FashionSearchError):
+    """A product id the live index does not hold."""
+
+    status, code = 404, "not_found"
+
+
+class NoFilterColumns(FashionSearchError):
+    """The live version predates filter columns."""
+
+    status, code = 409, "rebuild_needed"
 
 
 class NotReady(FashionSearchError):
@@ -175,60 +188,115 @@ class SearchService:
             raise NotReady(self.problem or "the index is not loaded")
         started = time.perf_counter()
         text, search_type, alpha = query.plan()
-        text_vector = image_vector = None
-        cached = 0
-        if text:
-            text_vector, hit = self.cache.get_or_compute(
-                content_key("text", text.encode()), lambda: self.embedder.encode_texts([text])[0])
-            cached += hit
+        allow = self._allowed(live, query.filters)
+        counts = {"cached": 0, "encoded": 0}
+        text_vector = self._text(text, counts) if text else None
+        image_vector = None
         if query.image:
             image = query.image
-            image_vector, hit = self.cache.get_or_compute(
-                content_key("image", image), lambda: self.embedder.encode_images([decode_image(image)])[0])
-            cached += hit
-        hits = self._rank(live, text_vector, image_vector, alpha, query)
+            image_vector = self._encode(("image", image),
+                                        lambda: self.embedder.encode_images([decode_image(image)])[0], counts)
+        elif query.product_id is not None:
+            row = self._row(live, query.product_id)
+            image_vector = live.vectors(np.array([row]))[0]
+            allow = np.ones(len(live.products), dtype=bool) if allow is None else allow.copy()
+            allow[row] = False  # more like this: not the product itself
+        negative_text = tuple(t.strip() for t in query.negative_text if t.strip())
+        negatives = tuple(self._text(t, counts) for t in negative_text)
+        keyword_text = text if text and (KEYWORDS_BY_DEFAULT if query.keywords is None else query.keywords) else None
+        ranked = rank(live, text_vector, image_vector, alpha, allow, keyword_text=keyword_text, negatives=negatives,
+                      negative_text=negative_text)
+        hits, has_more = self._page(live, ranked, alpha, query)
         calibration = self.embedder.spec.calibration
-        top = hits[0].relevance if hits else None  # set on every hit when there is a calibration
-        good_match = None if calibration is None else bool(top is not None and top >= calibration.threshold(alpha))
-        encoded = (text_vector is not None) + (image_vector is not None)
+        good_match = None
+        if calibration is not None:
+            top = hits[0].relevance if hits else None  # set on every hit when there is a calibration
+            good_match = bool(top is not None and top >= calibration.threshold(alpha))
+            if not good_match and keyword_text and hits and live.keywords is not None:
+                # The best result holds every word asked for ("iPhone 9", a brand and model): a match, whatever
+                # its cosine says.
+                first = np.array([live.rows[hits[0].product.product_id]])
+                good_match = bool(live.keywords.hold_every_word(keyword_text, first)[0])
+        facets = self._facets(live, query, text_vector, image_vector, alpha, keyword_text, negative_text, ranked)
         return SearchResult(hits, good_match, search_type, alpha, (time.perf_counter() - started) * 1000.0,
-                            cached, encoded - cached, live.version)
+                            counts["cached"], counts["encoded"], live.version, query.offset, has_more, facets)
 
-    def _rank(self, live: LiveIndex, text: np.ndarray | None, image: np.ndarray | None, alpha: float,
-              query: Query) -> list[Hit]:
-        """Neighbours in the index, the soft AND for hybrid queries, relevance, duplicates collapsed."""
-        fetch = 2 * query.top_k + 10 if query.collapse_duplicates else query.top_k
-        vectors: np.ndarray | None
-        if text is not None and image is not None:
-            probe = candidate_vector(image, text, alpha, live.stats)
-            _, ids = live.index.search(probe[None, :], max(fetch, HYBRID_CANDIDATES))
-            rows = ids[0][ids[0] >= 0]
-            vectors = live.vectors(rows)
-            order = hybrid_order(image, text, alpha, live.stats, vectors)
-            rows, vectors = rows[order], vectors[order]
-            image_cos, text_cos = vectors @ image, vectors @ text
-            scores = vectors @ seed_vector(image, text, alpha)
-        else:
-            vector = text if text is not None else image
-            assert vector is not None, "a query has text, a photo or both"
-            found, ids = live.index.search(vector[None, :], fetch)
-            rows, scores = ids[0][ids[0] >= 0], found[0][ids[0] >= 0]
-            vectors = live.vectors(rows) if query.collapse_duplicates else None
-            image_cos, text_cos = (scores, None) if text is None else (None, scores)
+    def _text(self, text: str, counts: dict[str, int]) -> np.ndarray:
+        return self._encode(("text", text.encode()), lambda: self.embedder.encode_texts([text])[0], counts)
+
+    def _encode(self, key: tuple[str, bytes], compute: Callable[[], np.ndarray], counts: dict[str, int]) -> np.ndarray:
+        vector, hit = self.cache.get_or_compute(content_key(*key), compute)
+        counts["cached" if hit else "encoded"] += 1
+        return vector
+
+    @staticmethod
+    def _row(live: LiveIndex, product_id: str) -> int:
+        if (row := live.rows.get(product_id)) is None:
+            raise UnknownProduct(f"no product with id {product_id!r}")
+        return row
+
+    @staticmethod
+    def _allowed(live: LiveIndex, filters: Mapping[str, Any]) -> np.ndarray | None:
+        if not filters:
+            return None
+        if live.columns is None:
+            raise NoFilterColumns(f"index version {live.version} was built before filters existed: rebuild it")
+        return live.columns.mask(filters)
+
+    def _page(self, live: LiveIndex, ranked: Ranked, alpha: float, query: Query) -> tuple[list[Hit], bool]:
+        """The hits from `query.offset` on (duplicates collapsed first), and whether more follow."""
         products: dict[int, ProductRecord] = {}  # parsed only for the positions looked at (rows cost µs each)
 
         def product(i: int) -> ProductRecord:
             if i not in products:
-                products[i] = live.products[rows[i]]
+                products[i] = live.products[ranked.rows[i]]
             return products[i]
 
-        keep = (first_of_each(lambda i: product(i).thumbnail, vectors, query.top_k)
-                if query.collapse_duplicates and vectors is not None else list(range(min(query.top_k, len(rows)))))
+        depth = query.offset + query.top_k + 1  # one more: does a next page exist?
+        keep = (first_of_each(lambda i: product(i).thumbnail, ranked.vectors, depth) if query.collapse_duplicates
+                else list(range(min(depth, len(ranked.rows)))))
+        page = keep[query.offset : query.offset + query.top_k]
         calibration = self.embedder.spec.calibration
-        relevances = (relevance(calibration, image_cosine=image_cos, text_cosine=text_cos, alpha=alpha)
-                      if calibration else None)
-        return [Hit(product(i), float(scores[i]), None if relevances is None else float(relevances[i]))
-                for i in keep]
+        relevances = None
+        if calibration and page:
+            at = np.array(page)
+            relevances = relevance(calibration, alpha=alpha,
+                                   image_cosine=None if ranked.image_cosine is None else ranked.image_cosine[at],
+                                   text_cosine=None if ranked.text_cosine is None else ranked.text_cosine[at])
+        hits = [Hit(product(i), float(ranked.scores[i]), None if relevances is None else float(relevances[n]))
+                for n, i in enumerate(page)]
+        return hits, len(keep) > query.offset + query.top_k
+
+    def _facets(self, live: LiveIndex, query: Query, text: np.ndarray | None, image: np.ndarray | None,
+                alpha: float, keyword_text: str | None, negative_text: tuple[str, ...],
+                ranked: Ranked) -> dict[str, list[tuple[str | float, int]]]:
+        """Value counts over the query's candidates (the pool it ranks). A field the query filters on is counted
+        over the candidates of the other filters, so its other values stay visible to choose from."""
+        if not query.facets:
+            return {}
+        if live.columns is None:
+            raise NoFilterColumns(f"index version {live.version} was built before facets existed: rebuild it")
+        out: dict[str, list[tuple[str | float, int]]] = {}
+        for name in dict.fromkeys(query.facets):
+            rows = ranked.rows
+            if name in query.filters:
+                others = {k: v for k, v in query.filters.items() if k != name}
+                allow = self._allowed(live, others)
+                if query.product_id is not None:
+                    allow = np.ones(len(live.products), dtype=bool) if allow is None else allow
+                    allow[live.rows[query.product_id]] = False
+                neighbours, matches = candidates(live, probe_vector(live, text, image, alpha), allow, keyword_text,
+                                                 negative_text)
+                rows = np.union1d(neighbours, matches)
+            out[name] = live.columns.counts(name, rows)
+        return out
+
+    def fields(self) -> list[dict[str, Any]]:
+        """What the live version can be filtered and faceted by."""
+        live = self._live
+        if live is None:
+            raise NotReady(self.problem or "the index is not loaded")
+        return live.columns.fields() if live.columns is not None else []
 
     def product(self, product_id: str) -> ProductRecord | None:
         self.maybe_refresh()

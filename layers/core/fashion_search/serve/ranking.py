@@ -1,0 +1,103 @@
+"""From a query's vectors to one ordered list of candidates: the filter, the vector neighbours, the keyword
+matches, the soft AND of a hybrid query, negative terms, and the fusion of the two signals.
+
+Every query ranks a pool of at most POOL candidates (query.py): the nearest products to its vector that
+pass its filters, plus its best keyword matches that pass them. Scores are compared in standard deviations
+above the catalog's average for that query (fusion.GalleryStats), which is what makes a photo, a text and
+a negative term commensurable:
+
+- positive score: the text's or the photo's standardised cosine; for both, their soft AND (fusion.py);
+- a negative term: a product loses one standard deviation for each standard deviation by which it
+  matches the term better than the catalog's average does (products that do not look like the term
+  lose nothing), and its keyword matches lose their keyword rank;
+- keywords: the vector order and the BM25 order are merged by reciprocal rank fusion,
+  1 / (60 + vector rank) + (1 - alpha) * KEYWORD_WEIGHT / (60 + keyword rank): the text's share of a
+  hybrid query weighs its words too, so alpha 0 is exactly the text search and alpha 1 the photo search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .fusion import candidate_vector, hybrid_score, seed_vector
+from .live_index import LiveIndex
+from .query import POOL
+
+RRF_K = 60  # the usual constant of reciprocal rank fusion (Cormack et al. 2009): damps the top ranks' weight
+KEYWORD_WEIGHT = 1.0
+
+
+@dataclass(frozen=True)
+class Ranked:
+    rows: np.ndarray  # candidates, best first
+    vectors: np.ndarray  # their stored vectors
+    scores: np.ndarray  # cosine with the query vector (the seed's fused vector for a hybrid query)
+    image_cosine: np.ndarray | None  # with the photo (or the product searched like), for relevance
+    text_cosine: np.ndarray | None
+
+
+def probe_vector(live: LiveIndex, text: np.ndarray | None, image: np.ndarray | None, alpha: float) -> np.ndarray:
+    """The vector whose neighbours are the candidates: the text, the photo, or for both the seed's mix on
+    vectors scaled to equal score spread (fusion.candidate_vector)."""
+    if text is not None and image is not None:
+        return candidate_vector(image, text, alpha, live.stats)
+    vector = text if text is not None else image
+    assert vector is not None, "a query has text, a photo or both"
+    return vector
+
+
+def candidates(live: LiveIndex, probe: np.ndarray, allow: np.ndarray | None, keyword_text: str | None,
+               negative_text: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """(vector neighbours of `probe`, keyword matches of `keyword_text` holding no negative term), each in
+    its own order, both passing `allow`."""
+    _, ids = live.index.search(probe[None, :], POOL, allow)
+    neighbours = ids[0][ids[0] >= 0]
+    matches = np.zeros(0, dtype=np.int64)
+    if keyword_text and live.keywords is not None:
+        matches, _ = live.keywords.search(keyword_text, POOL, allow)
+        for term in negative_text:
+            matches = matches[~live.keywords.hold_every_word(term, matches)]
+    return neighbours, matches
+
+
+def rank(live: LiveIndex, text: np.ndarray | None, image: np.ndarray | None, alpha: float,
+         allow: np.ndarray | None = None, *, keyword_text: str | None = None, negatives: tuple[np.ndarray, ...] = (),
+         negative_text: tuple[str, ...] = ()) -> Ranked:
+    """The query's candidates in order (module docstring)."""
+    neighbours, matches = candidates(live, probe_vector(live, text, image, alpha), allow, keyword_text,
+                                     negative_text)
+    rows = np.concatenate([neighbours, matches[~np.isin(matches, neighbours)]])
+    vectors = live.vectors(rows)
+    image_cos = vectors @ image if image is not None else None
+    text_cos = vectors @ text if text is not None else None
+    stats = live.stats
+    if image is not None and text is not None:
+        score = hybrid_score(image, text, alpha, stats, vectors)
+        cosine = vectors @ seed_vector(image, text, alpha)
+    else:
+        vector, cosine = (text, text_cos) if text is not None else (image, image_cos)
+        assert vector is not None and cosine is not None
+        score = stats.standardise(vector, cosine)
+    for negative in negatives:
+        score = score - np.maximum(0.0, stats.standardise(negative, vectors @ negative))
+    order = np.argsort(-score, kind="stable")
+    if len(matches) and alpha < 1.0:
+        order = fuse_ranks(rows, order, matches, (1.0 - alpha) * KEYWORD_WEIGHT)
+    return Ranked(rows[order], vectors[order], cosine[order],
+                  None if image_cos is None else image_cos[order], None if text_cos is None else text_cos[order])
+
+
+def fuse_ranks(rows: np.ndarray, order: np.ndarray, matches: np.ndarray,
+               weight: float = KEYWORD_WEIGHT) -> np.ndarray:
+    """Positions of `rows`, best first, by reciprocal rank fusion of the vector `order` (positions of rows)
+    and the keyword `matches` (rows, best first). Ties keep the vector order."""
+    fused = np.zeros(len(rows))
+    fused[order] = 1.0 / (RRF_K + 1 + np.arange(len(order)))
+    position = {int(row): i for i, row in enumerate(rows)}
+    for rank_, row in enumerate(matches):
+        fused[position[int(row)]] += weight / (RRF_K + 1 + rank_)
+    vector_rank = np.empty(len(rows), dtype=np.int64)
+    vector_rank[order] = np.arange(len(order))
+    return np.lexsort((vector_rank, -fused))
