@@ -36,7 +36,7 @@ class VectorIndex(Protocol):
 
     def search(self, vectors: np.ndarray, k: int, allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, rows) of the k nearest rows per query vector, best first; missing slots have row -1.
-        `allow`: the rows a result may be (a filter), None for all."""
+        `allow`: a boolean mask over rows, those a result may be (a filter); None for all."""
         ...
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
