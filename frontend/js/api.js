@@ -45,17 +45,28 @@ async function request(path, init = {}) {
 
 const capitalize = (text) => text.charAt(0).toUpperCase() + text.slice(1);
 
-/** POST /search with {text?, image? (data URL), alpha, top_k}. */
-export function search({ text, image, alpha, topK }) {
-  const body = { alpha, top_k: topK };
-  if (text) body.text = text;
-  if (image) body.image = image;
+/**
+ * POST /search. `query`: {text?, negatives? [terms], image? (data URL), productId?, alpha, topK, offset?,
+ * filters? {field: [values] | true | {gte?, lte?}}, facets? [fields]}. Optional parts are sent only when set.
+ */
+export function search(query) {
+  const body = { alpha: query.alpha, top_k: query.topK };
+  if (query.text) body.text = query.text;
+  if (query.negatives?.length) body.negative_text = query.negatives;
+  if (query.image) body.image = query.image;
+  if (query.productId) body.product_id = query.productId;
+  if (query.filters && Object.keys(query.filters).length) body.filters = query.filters;
+  if (query.facets?.length) body.facets = query.facets;
+  if (query.offset) body.offset = query.offset;
   return request("/search", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify(body),
   });
 }
+
+/** GET /fields: what the live index can filter and facet on, [{name, type: "keyword"|"number", values?, min?, max?}]. */
+export const fields = () => request("/fields");
 
 export const product = (id) => request(`/products/${encodeURIComponent(id)}`);
 
