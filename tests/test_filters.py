@@ -3,6 +3,9 @@ refuses what it cannot answer."""
 
 from __future__ import annotations
 
+import io
+import tarfile
+
 import numpy as np
 import pytest
 
@@ -104,7 +107,7 @@ DOCS = [("Apple iPhone 9", "Apple", "smartphones"), ("iPhone X", "Apple", "smart
 
 @pytest.fixture(scope="module")
 def keywords() -> KeywordIndex:
-    return KeywordIndex.from_bytes(KeywordIndex.build(DOCS).save()["keywords.sqlite"])
+    return KeywordIndex.from_bytes(KeywordIndex.build(DOCS).save()["keywords.tar"])
 
 
 def test_bm25_finds_names_and_models(keywords: KeywordIndex) -> None:
@@ -129,6 +132,17 @@ def test_hold_every_word(keywords: KeywordIndex) -> None:
     assert keywords.hold_every_word("", np.array([0])).tolist() == [False]
 
 
-def test_a_broken_keyword_file_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"keywords\.sqlite is not a keyword index"):
-        KeywordIndex.from_bytes(b"SQLite format 3\0" + b"\0" * 100)
+def _tar(**files: bytes) -> bytes:
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name.replace("__", "/"))
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return data.getvalue()
+
+
+@pytest.mark.parametrize("data", [b"", b"not a tar", _tar(meta_json=b"{}"), _tar(**{"..__escape": b"x"})])
+def test_a_broken_keyword_file_is_refused(data: bytes) -> None:
+    with pytest.raises(ValueError, match=r"keywords\.tar is not a keyword index"):
+        KeywordIndex.from_bytes(data)

@@ -114,8 +114,8 @@ class SearchRequest(BaseModel):
         default_factory=list, max_length=8,
         description=f"Fields whose values to count (at most 20 values each, most common first) over the query's "
                     f"candidates: the {POOL} products nearest to it that pass the filters, and its best keyword "
-                    f"matches. A field the query filters on is counted without its own filter, so its other "
-                    f"values can be chosen.")
+                    f"matches (before duplicates are collapsed: listings sharing a photo count each). A field the "
+                    f"query filters on is counted without its own filter, so its other values can be chosen.")
     offset: int = Field(default=0, ge=0, strict=True,
                         description=f"Results to skip (paging); offset + top_k is at most {MAX_DEPTH}. Pages are "
                                     "stable within one index_version.")

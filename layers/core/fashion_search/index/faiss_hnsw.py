@@ -1,7 +1,9 @@
 """FAISS HNSW over inner product of unit vectors (= cosine similarity): today's VectorIndex.
 
 On disk it is one file, `index.faiss`, FAISS's own serialisation of an `IndexHNSWFlat` (which keeps
-the vectors, so `vectors()` reads them back and efSearch travels with the graph).
+the vectors, so `vectors()` reads them back and efSearch travels with the graph). It is opened in place:
+the graph and the vectors stay in the bytes the store returned (FAISS's zero-copy reader), so a version
+costs its file's size in memory once, not the file plus a deserialised copy.
 """
 
 from __future__ import annotations
@@ -44,11 +46,12 @@ class HnswParams:
 
 
 # A filter that keeps at most this many rows is searched exactly: every allowed vector is scored
-# (~0.3 ms per 2,000 rows at 896 dimensions, one core). Wider ones go through the HNSW graph with the
-# filter as an id selector (FAISS skips other rows as results, not as paths) and a beam twice the
-# default, widened further by how much the filter throws away: from 100k vectors, recall@10 against
-# exact filtered search >= 0.99 at every selectivity (BENCHMARKS.md, "Filtered search").
-EXACT_MAX_ROWS = 8192
+# (a gather and a dot product, ~0.5-1 us a row at 896 dimensions on one core). Wider ones go through
+# the HNSW graph with the filter as an id selector (FAISS skips other rows as results, not as paths)
+# and a beam twice the default, widened further by how much the filter throws away. From 100k
+# vectors, recall@10 against exact filtered search >= 0.99 at every selectivity (BENCHMARKS.md,
+# "Filtered search").
+EXACT_MAX_ROWS = 4096
 MAX_FILTERED_EF = 4096
 
 
@@ -57,6 +60,30 @@ def filtered_strategy(allowed: int, total: int, k: int, ef: int) -> tuple[str, i
     if allowed <= max(EXACT_MAX_ROWS, k):
         return "exact", ef
     return "hnsw", int(min(MAX_FILTERED_EF, 2 * ef * max(1.0, total / allowed / 2)))
+
+
+def _flat_view(index: faiss.Index) -> np.ndarray | None:
+    """The stored vectors of an HNSW-over-flat index as a read-only array over FAISS's own memory (no copy),
+    None for other kinds. Valid while the index lives: its owner holds both."""
+    storage = faiss.downcast_index(index.storage) if isinstance(index, faiss.IndexHNSW) else None
+    if not isinstance(storage, faiss.IndexFlat) or index.ntotal == 0:
+        return None
+    view = faiss.rev_swig_ptr(storage.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d)
+    view.flags.writeable = False
+    return view
+
+
+def _read_in_place(data: bytes) -> tuple[faiss.Index, np.ndarray]:
+    """(the FAISS index serialised in `data`, the buffer it points into). The vectors and graph of flat
+    and scalar-quantised HNSW indexes are read without a copy (faiss.ZeroCopyIOReader): the buffer must
+    outlive the index. Loading a 1M-vector index.faiss used to peak at ~3x its size (the bytes, FAISS's
+    own copy of them, the index); now it is the bytes alone (BENCHMARKS.md, "Scale")."""
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    try:
+        reader = faiss.ZeroCopyIOReader(faiss.swig_ptr(buffer), buffer.size)
+        return faiss.read_index(reader), buffer
+    except RuntimeError as exc:  # faiss's errors name its C++ sources: they are the cause, for the log
+        raise IndexUnusable(f"{FILE} is not a FAISS index") from exc
 
 
 def _empty(queries: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,8 +95,10 @@ class FaissHnswIndex:
 
     kind: ClassVar[str] = "IndexHNSWFlat"
 
-    def __init__(self, index: faiss.Index) -> None:
+    def __init__(self, index: faiss.Index, data: np.ndarray | None = None) -> None:
         self._index = index
+        self._data = data  # the bytes an opened index lives in (zero-copy): kept as long as the index is
+        self._matrix = _flat_view(index)  # its stored vectors, read in place
 
     @classmethod
     def build(cls, vectors: np.ndarray, params: HnswParams = HnswParams()) -> FaissHnswIndex:
@@ -88,10 +117,8 @@ class FaissHnswIndex:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> FaissHnswIndex:
-        try:
-            return cls(faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8)))
-        except RuntimeError as exc:  # faiss's errors name its C++ sources: they are the cause, for the log
-            raise IndexUnusable(f"{FILE} is not a FAISS index") from exc
+        """The index serialised in `data`, searched in place: its vectors and graph are not copied out."""
+        return cls(*_read_in_place(data))
 
     def to_bytes(self) -> bytes:
         return faiss.serialize_index(self._index).tobytes()
@@ -157,6 +184,8 @@ class FaissHnswIndex:
         rows = np.ascontiguousarray(rows, dtype=np.int64)
         if not len(rows):
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._matrix is not None and rows.min() >= 0 and rows.max() < len(self._matrix):
+            return self._matrix[rows]  # a gather from the stored vectors: ~10x faster than reconstruct_batch
         try:
             return self._index.reconstruct_batch(rows)
         except RuntimeError as exc:

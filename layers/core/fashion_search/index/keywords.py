@@ -1,85 +1,126 @@
-"""The keyword index: BM25 over each product's title, brand and category (SQLite FTS5), built with each
-index version. Vectors are weak on names and codes ("Huawei P30", a SKU); words are not.
+"""The keyword index: BM25 over each product's title, brand and category (tantivy), built with each index
+version. Vectors are weak on names and codes ("Huawei P30", a SKU); words are not.
 
-FTS5 ships inside Python's sqlite3 (no dependency); the version stores the database's bytes, which the
-search service deserialises into memory at load. Words are matched after Unicode folding, diacritics
-removed and Porter stemming ("shirts" finds "shirt"); a query is the OR of its words, so BM25 ranks the
-products that hold more of them, and rarer ones, first.
+tantivy (the Rust engine behind Quickwit) folds accents and stems English words ("shirts" finds "shirt",
+"creme" finds "crème") and ranks the
+top k with block-max WAND: 0.5 ms for "navy blue shirt for men" over 20k products, where SQLite FTS5's
+bm25() scored all 14k matching rows in 70 ms. A query is the OR of its words, so BM25 puts the products
+holding more of them, and rarer ones, first. The version stores the index's files in one uncompressed
+tar; the service unpacks it into a temporary folder (Lambda's /tmp) at load.
 """
 
 from __future__ import annotations
 
+import io
 import re
-import sqlite3
+import tarfile
+import tempfile
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+import tantivy
 
-FILE = "keywords.sqlite"
+FILE = "keywords.tar"
 MAX_QUERY_WORDS = 16
-MAX_MATCHES = 20_000  # products a filtered keyword search reads before applying the filter
-_TABLE = "products"
+FILTERED_MATCHES = 4096  # matches a filtered keyword search reads before applying the filter
+_FIELDS = ("title", "brand", "category")
+_BOOSTS = {"title": 1.0, "brand": 1.0, "category": 0.5}
 _WORD = re.compile(r"\w+", re.UNICODE)
-# BM25 weights of the columns: title, brand, category.
-_WEIGHTS = (1.0, 1.0, 0.5)
 
 
 def words(text: str) -> list[str]:
-    """The words of `text` as FTS5 strings (quoted: the shopper's text is never FTS5 syntax)."""
-    return ['"' + w.replace('"', '""') + '"' for w in _WORD.findall(text.casefold())[:MAX_QUERY_WORDS]]
+    """The words of `text`, lower-cased: never query syntax (no quotes, operators or field names survive)."""
+    return _WORD.findall(text.casefold())[:MAX_QUERY_WORDS]
+
+
+_ANALYZER = "words"  # registered with each index: tantivy stores the analyzer's name, not the analyzer
+
+
+def _schema() -> tantivy.Schema:
+    builder = tantivy.SchemaBuilder()
+    for name in _FIELDS:
+        builder.add_text_field(name, stored=False, tokenizer_name=_ANALYZER)
+    return builder.build()
+
+
+def _with_analyzer(index: tantivy.Index) -> tantivy.Index:
+    """Words split on non-alphanumerics, lower-cased, accents folded ("crème" is "creme"), English stems."""
+    index.register_tokenizer(_ANALYZER, tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+                             .filter(tantivy.Filter.remove_long(64)).filter(tantivy.Filter.lowercase())
+                             .filter(tantivy.Filter.ascii_fold()).filter(tantivy.Filter.stemmer("english")).build())
+    return index
 
 
 class KeywordIndex:
-    """BM25 over the products' rows (row i is FTS5 rowid i + 1); safe to share between threads."""
+    """BM25 over the products' rows; a product's row is its document's position (one segment, in row order)."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self._db = connection
-        self._lock = threading.Lock()  # one connection, queries of microseconds: a lock beats a pool
+    def __init__(self, index: tantivy.Index, folder: tempfile.TemporaryDirectory[str]) -> None:
+        self._index = index
+        self._folder = folder  # the index's files: they live as long as it does
+        self._searcher = index.searcher()
+        self._lock = threading.Lock()
 
     @classmethod
     def build(cls, documents: Sequence[tuple[str, str | None, str | None]]) -> KeywordIndex:
         """An index of (title, brand, category) per row, in row order."""
-        db = sqlite3.connect(":memory:", check_same_thread=False)
-        db.execute(f"CREATE VIRTUAL TABLE {_TABLE} USING fts5(title, brand, category, "
-                   "tokenize = 'porter unicode61 remove_diacritics 2')")
-        db.executemany(f"INSERT INTO {_TABLE}(rowid, title, brand, category) VALUES (?, ?, ?, ?)",
-                       ((row + 1, title, brand or "", category or "") for row, (title, brand, category)
-                        in enumerate(documents)))
-        db.execute(f"INSERT INTO {_TABLE}({_TABLE}) VALUES ('optimize')")  # one b-tree segment: faster queries
-        db.commit()
-        return cls(db)
+        folder = tempfile.TemporaryDirectory(prefix="keywords-")
+        index = _with_analyzer(tantivy.Index(_schema(), path=folder.name))
+        writer = index.writer(heap_size=128_000_000, num_threads=1)  # one thread, one segment: doc id = row
+        for title, brand, category in documents:
+            writer.add_document(tantivy.Document(title=title, brand=brand or "", category=category or ""))
+        writer.commit()
+        writer.wait_merging_threads()
+        index.reload()
+        built = cls(index, folder)
+        searcher = built._searcher
+        if searcher.num_docs != len(documents) or searcher.num_segments > 1:
+            raise RuntimeError(f"keyword index: {searcher.num_docs} documents in {searcher.num_segments} segments")
+        return built
 
     def save(self) -> dict[str, bytes]:
-        with self._lock:
-            return {FILE: self._db.serialize()}
+        data = io.BytesIO()
+        with tarfile.open(fileobj=data, mode="w") as tar:
+            for path in sorted(Path(self._folder.name).iterdir()):
+                if path.is_file() and not path.name.startswith("."):  # .tantivy-*.lock files are the writer's
+                    tar.add(path, arcname=path.name)
+        return {FILE: data.getvalue()}
 
     @classmethod
     def from_bytes(cls, data: bytes) -> KeywordIndex:
-        """The index save() wrote; ValueError when `data` is not one (or this SQLite lacks FTS5)."""
-        db = sqlite3.connect(":memory:", check_same_thread=False)
+        """The index save() wrote; ValueError when `data` is not one."""
+        folder = tempfile.TemporaryDirectory(prefix="keywords-")
         try:
-            db.deserialize(data)
-            db.execute(f"SELECT rowid FROM {_TABLE} WHERE {_TABLE} MATCH 'x' LIMIT 1").fetchall()
-        except sqlite3.Error as exc:
-            db.close()
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+                members = tar.getmembers()
+                if not all(m.isfile() and "/" not in m.name and not m.name.startswith(".") for m in members):
+                    raise ValueError("it holds more than plain files")
+                tar.extractall(folder.name, members=members, filter="data")
+            index = _with_analyzer(tantivy.Index.open(folder.name))
+            index.parse_query("probe", list(_FIELDS))  # ValueError unless it has these fields
+            built = cls(index, folder)
+        except (tarfile.TarError, OSError, ValueError) as exc:
+            folder.cleanup()
             raise ValueError(f"{FILE} is not a keyword index ({exc})") from None
-        return cls(db)
+        if built._searcher.num_segments > 1:
+            raise ValueError(f"{FILE} is not a keyword index (more than one segment)")
+        return built
+
+    def _search(self, query: str, k: int) -> list[tuple[float, int]]:
+        with self._lock:  # one searcher, queries of microseconds
+            parsed = self._index.parse_query(query, list(_FIELDS), field_boosts=_BOOSTS)
+            return [(score, address.doc) for score, address in self._searcher.search(parsed, k).hits]
 
     def search(self, text: str, k: int, allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, BM25 scores, higher is better) of the best k products holding any word of `text` and
-        passing `allow` (a boolean mask over rows)."""
+        """(rows, BM25 scores, best first) of the best k products holding any word of `text` and passing
+        `allow` (a boolean mask over rows)."""
         terms = words(text)
         if not terms or k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        limit = k if allow is None else MAX_MATCHES
-        weights = ", ".join(map(str, _WEIGHTS))
-        with self._lock:
-            found = self._db.execute(
-                f"SELECT rowid - 1, -bm25({_TABLE}, {weights}) FROM {_TABLE} WHERE {_TABLE} MATCH ? "
-                f"ORDER BY bm25({_TABLE}, {weights}) LIMIT ?", (" OR ".join(terms), limit)).fetchall()
-        rows = np.array([r for r, _ in found], dtype=np.int64)
-        scores = np.array([s for _, s in found], dtype=np.float32)
+        found = self._search(" ".join(terms), k if allow is None else max(k, FILTERED_MATCHES))
+        rows = np.array([row for _, row in found], dtype=np.int64)
+        scores = np.array([score for score, _ in found], dtype=np.float32)
         if allow is not None and len(rows):
             keep = allow[rows]
             rows, scores = rows[keep][:k], scores[keep][:k]
@@ -90,8 +131,5 @@ class KeywordIndex:
         terms = words(text)
         if not terms or not len(rows):
             return np.zeros(len(rows), dtype=bool)
-        ids = ",".join(str(int(r) + 1) for r in rows)
-        with self._lock:
-            hits = {r for (r,) in self._db.execute(
-                f"SELECT rowid - 1 FROM {_TABLE} WHERE {_TABLE} MATCH ? AND rowid IN ({ids})", (" AND ".join(terms),))}
-        return np.array([int(r) in hits for r in rows], dtype=bool)
+        holding = {row for _, row in self._search(" ".join("+" + t for t in terms), FILTERED_MATCHES)}
+        return np.array([int(r) in holding for r in rows], dtype=bool)

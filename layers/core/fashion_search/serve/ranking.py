@@ -68,7 +68,7 @@ def rank(live: LiveIndex, text: np.ndarray | None, image: np.ndarray | None, alp
     """The query's candidates in order (module docstring)."""
     neighbours, matches = candidates(live, probe_vector(live, text, image, alpha), allow, keyword_text,
                                      negative_text)
-    rows = np.concatenate([neighbours, matches[~np.isin(matches, neighbours)]])
+    rows, at = union(neighbours, matches)
     vectors = live.vectors(rows)
     image_cos = vectors @ image if image is not None else None
     text_cos = vectors @ text if text is not None else None
@@ -84,20 +84,28 @@ def rank(live: LiveIndex, text: np.ndarray | None, image: np.ndarray | None, alp
         score = score - np.maximum(0.0, stats.standardise(negative, vectors @ negative))
     order = np.argsort(-score, kind="stable")
     if len(matches) and alpha < 1.0:
-        order = fuse_ranks(rows, order, matches, (1.0 - alpha) * KEYWORD_WEIGHT)
+        order = fuse_ranks(order, at, (1.0 - alpha) * KEYWORD_WEIGHT)
     return Ranked(rows[order], vectors[order], cosine[order],
                   None if image_cos is None else image_cos[order], None if text_cos is None else text_cos[order])
 
 
-def fuse_ranks(rows: np.ndarray, order: np.ndarray, matches: np.ndarray,
-               weight: float = KEYWORD_WEIGHT) -> np.ndarray:
-    """Positions of `rows`, best first, by reciprocal rank fusion of the vector `order` (positions of rows)
-    and the keyword `matches` (rows, best first). Ties keep the vector order."""
-    fused = np.zeros(len(rows))
+def union(neighbours: np.ndarray, matches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the neighbours then the matches that are not among them, each match's position in that list)."""
+    by_row = np.argsort(neighbours, kind="stable")
+    sorted_rows = neighbours[by_row]
+    at = np.searchsorted(sorted_rows, matches).clip(max=max(len(neighbours) - 1, 0))
+    known = sorted_rows[at] == matches if len(neighbours) else np.zeros(len(matches), dtype=bool)
+    positions = np.where(known, by_row[at] if len(neighbours) else 0, 0)
+    positions[~known] = len(neighbours) + np.arange(int((~known).sum()))
+    return np.concatenate([neighbours, matches[~known]]), positions
+
+
+def fuse_ranks(order: np.ndarray, matches_at: np.ndarray, weight: float = KEYWORD_WEIGHT) -> np.ndarray:
+    """Positions of the candidates, best first, by reciprocal rank fusion of the vector `order` (positions,
+    best first) and the keyword matches (`matches_at`: their positions, best first). Ties keep the vector order."""
+    fused = np.zeros(len(order))
     fused[order] = 1.0 / (RRF_K + 1 + np.arange(len(order)))
-    position = {int(row): i for i, row in enumerate(rows)}
-    for rank_, row in enumerate(matches):
-        fused[position[int(row)]] += weight / (RRF_K + 1 + rank_)
-    vector_rank = np.empty(len(rows), dtype=np.int64)
+    fused[matches_at] += weight / (RRF_K + 1 + np.arange(len(matches_at)))
+    vector_rank = np.empty(len(order), dtype=np.int64)
     vector_rank[order] = np.arange(len(order))
     return np.lexsort((vector_rank, -fused))
