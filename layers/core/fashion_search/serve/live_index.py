@@ -62,16 +62,87 @@ class ProductTable:
         return ProductRecord.model_validate_json(self._data[self._starts[row] : self._stops[row]])
 
 
+def id_hash(product_id: str) -> int:
+    """A product id's 64-bit hash: Python's own, keyed per process (PYTHONHASHSEED), so no catalog can pick
+    ids that collide on purpose; RowsById resolves the ones that collide by chance."""
+    return hash(product_id)
+
+
+class RowsById:
+    """Product id -> row without a Python object per product: the ids' hashes, sorted, next to their rows.
+
+    12 bytes a product (an int64 hash and an int32 row; measured in BENCHMARKS.md, "Scale"), where a dict of
+    str -> int costs ~150 (the dict's slot, the id's str object, the row's int object). A lookup binary-searches
+    the hash and returns the row, among those sharing it, whose own record holds the id (one row parsed, a few
+    microseconds): ids that hash alike cost an extra parse, never a wrong row, and an unknown id finds nothing.
+    """
+
+    def __init__(self, products: ProductTable, hashes: np.ndarray) -> None:
+        """`hashes[row]` = id_hash of row's product_id, for rows 0..len(hashes)-1 of `products`."""
+        order = np.argsort(hashes, kind="stable")  # rows that share a hash stay in row order
+        self._hashes = np.ascontiguousarray(hashes[order], dtype=np.int64)
+        self._rows = order.astype(np.int32 if len(order) < 2**31 else np.int64)
+        self._products = products
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @property
+    def nbytes(self) -> int:
+        return self._hashes.nbytes + self._rows.nbytes
+
+    def _candidates(self, product_id: str) -> np.ndarray:
+        key = np.int64(id_hash(product_id))
+        lo, hi = np.searchsorted(self._hashes, key, side="left"), np.searchsorted(self._hashes, key, side="right")
+        return self._rows[lo:hi]
+
+    def get(self, product_id: str) -> int | None:
+        """The row of `product_id`, None when no product has it."""
+        for row in self._candidates(product_id):
+            if self._products[int(row)].product_id == product_id:
+                return int(row)
+        return None
+
+    def __getitem__(self, product_id: str) -> int:
+        row = self.get(product_id)
+        if row is None:
+            raise KeyError(product_id)
+        return row
+
+    def __contains__(self, product_id: object) -> bool:
+        return isinstance(product_id, str) and self.get(product_id) is not None
+
+    def first_repeat(self) -> tuple[int, int, str] | None:
+        """(row, earlier row, product_id) of the first row, in row order, whose id an earlier row holds."""
+        same = self._hashes[1:] == self._hashes[:-1]  # rare, but for a repeated id
+        if not same.any():
+            return None
+        # Runs of one hash, [start, stop) over the sorted hashes.
+        starts = np.flatnonzero(same & ~np.concatenate(([False], same[:-1])))
+        stops = np.flatnonzero(same & ~np.concatenate((same[1:], [False]))) + 2
+        found: tuple[int, int, str] | None = None
+        for start, stop in zip(starts, stops, strict=True):
+            first_row: dict[str, int] = {}
+            for row in map(int, self._rows[start:stop]):  # in row order
+                product_id = self._products[row].product_id
+                earlier = first_row.setdefault(product_id, row)
+                if earlier != row:
+                    if found is None or row < found[0]:
+                        found = (row, earlier, product_id)
+                    break
+        return found
+
+
 @dataclass(frozen=True)
 class LiveIndex:
     pointer: versions.Pointer
     manifest: versions.Manifest
     index: VectorIndex
     products: ProductTable  # row -> product record, as products.jsonl holds it
-    rows: dict[str, int]  # product id -> row
+    rows: RowsById  # product id -> row (`rows[id]`, `rows.get(id)`)
     stats: GalleryStats  # every query's score distribution over this index (fusion.py)
     columns: Columns | None  # filter columns (None: a version built before filters existed)
-    keywords: KeywordIndex | None  # BM25 over titles (None: built before, or this SQLite has no FTS5)
+    keywords: KeywordIndex | None  # BM25 over titles (None: a version built before, or an unreadable keywords file)
 
     @property
     def version(self) -> str:
@@ -144,21 +215,29 @@ def _open(manifest: versions.Manifest, read: Callable[[str], bytes]) -> VectorIn
         raise _unusable(manifest.version, exc) from None
 
 
-def _rows_by_id(version: str, products: ProductTable) -> dict[str, int]:
+def _rows_by_id(version: str, products: ProductTable) -> RowsById:
     """Product id -> row, checking every row on the way (the one pass that parses them all): a product
-    record with a product_id of its own, or queries would fail on it later."""
-    rows: dict[str, int] = {}
+    record with a product_id of its own, or queries would fail on it later. The first problem in row order
+    refuses the version: a row that is not a record, or one repeating an earlier row's id."""
+    hashes = np.empty(len(products), dtype=np.int64)
+    broken: str | None = None
+    checked = len(products)
     for row in range(len(products)):
-        where = f"version {version}: products.jsonl row {row + 1}"
         try:
-            product_id = products[row].product_id
+            hashes[row] = id_hash(products[row].product_id)
         except ValidationError as exc:  # its summary names the fields and error kinds, never the row's content
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}"
                                  for e in exc.errors(include_input=False, include_url=False)[:3])
-            raise versions.VersionError(f"{where} is not a product record ({problems})") from None
-        if product_id in rows:
-            raise versions.VersionError(f"{where} repeats product_id {product_id!r} of row {rows[product_id] + 1}")
-        rows[product_id] = row
+            broken = f"version {version}: products.jsonl row {row + 1} is not a product record ({problems})"
+            checked = row
+            break
+    rows = RowsById(products, hashes[:checked])
+    if (repeat := rows.first_repeat()) is not None:  # before the broken row, so it comes first
+        row, earlier, product_id = repeat
+        raise versions.VersionError(f"version {version}: products.jsonl row {row + 1} repeats product_id "
+                                    f"{product_id!r} of row {earlier + 1}")
+    if broken is not None:
+        raise versions.VersionError(broken)
     return rows
 
 
