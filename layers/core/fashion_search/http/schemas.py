@@ -121,8 +121,10 @@ class SearchRequest(BaseModel):
                                     "stable within one index_version.")
     keywords: bool | None = Field(
         default=None, strict=True,
-        description="The keyword signal (BM25 over title, brand and category, fused by reciprocal rank): null for "
-                    "the default (on), true or false to choose. In a hybrid query the words weigh (1 - alpha).")
+        description="The catalog's own words: BM25 over title, brand and category (fused by reciprocal rank), and "
+                    "the catalog values the text names (\"navy blue shirts for men\" ranks up products whose "
+                    "colour, category and gender are those). null for the default (on), true or false to choose. "
+                    "In a hybrid query the words weigh (1 - alpha).")
 
     @field_validator("negative_text")
     @classmethod

@@ -149,6 +149,12 @@ class Columns:
             keep &= self._passes(name, condition)
         return keep
 
+    def holds(self, name: str, values: Sequence[Scalar], rows: np.ndarray) -> np.ndarray:
+        """Which of `rows` have any of `values` in keyword field `name` (compared as filters compare)."""
+        column = self.column(name)
+        codes = [code for v in values for code in self._codes.get(name, {}).get(_keyword(v).casefold(), ())]
+        return np.isin(column.data[rows], np.array(codes, dtype=np.int32))
+
     def _passes(self, name: str, condition: Any) -> np.ndarray:
         if name == IN_STOCK:
             if not isinstance(condition, bool):

@@ -80,7 +80,7 @@ def _read_in_place(data: bytes) -> tuple[faiss.Index, np.ndarray]:
     own copy of them, the index); now it is the bytes alone (BENCHMARKS.md, "Scale")."""
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
-        reader = faiss.ZeroCopyIOReader(faiss.swig_ptr(buffer), buffer.size)
+        reader = faiss.ZeroCopyIOReader(faiss.swig_ptr(buffer), buffer.size)  # type: ignore[attr-defined]  # not in the stubs
         return faiss.read_index(reader), buffer
     except RuntimeError as exc:  # faiss's errors name its C++ sources: they are the cause, for the log
         raise IndexUnusable(f"{FILE} is not a FAISS index") from exc

@@ -18,6 +18,7 @@ from ..index.keywords import FILE as KEYWORDS_FILE
 from ..index.keywords import KeywordIndex
 from ..records import ProductRecord
 from ..store import ObjectStore, versions
+from .attributes import AttributeMatcher
 from .fusion import GalleryStats
 
 if TYPE_CHECKING:
@@ -143,6 +144,7 @@ class LiveIndex:
     stats: GalleryStats  # every query's score distribution over this index (fusion.py)
     columns: Columns | None  # filter columns (None: a version built before filters existed)
     keywords: KeywordIndex | None  # BM25 over titles (None: a version built before, or an unreadable keywords file)
+    attributes: AttributeMatcher | None = None  # the keyword fields' values a query's words name
 
     @property
     def version(self) -> str:
@@ -184,7 +186,8 @@ class LiveIndex:
             raise versions.VersionError(f"version {version}: {COLUMNS_FILE} and the index disagree on the count")
         return cls(pointer, manifest, index, products, rows,
                    GalleryStats.of(sample if len(sample) else np.zeros((1, index.dim), dtype=np.float32)),
-                   columns, _optional(manifest, store, KEYWORDS_FILE, KeywordIndex.from_bytes, required=False))
+                   columns, _optional(manifest, store, KEYWORDS_FILE, KeywordIndex.from_bytes, required=False),
+                   AttributeMatcher(columns) if columns is not None else None)
 
 
 def _optional(manifest: versions.Manifest, store: ObjectStore, name: str, parse: Callable[[bytes], T],
