@@ -1,4 +1,5 @@
-"""`fashion-search export-clip`: a Hugging Face CLIP checkpoint -> a model bundle (two ONNX towers).
+"""A Hugging Face CLIP checkpoint -> a model bundle (two ONNX towers); `fashion-search export-clip` is an
+alias of `export-model` (export_model.py), which sends CLIP checkpoints here.
 
     python -m model_export.clip_export --source openai/clip-vit-base-patch32 --out models/clip-b32
     python -m model_export.clip_export --source ./my-clip-checkpoint --out /tmp/clip --quantize int8
@@ -12,23 +13,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from fashion_search.model.bundle import BundleSpec, ImageSpec, TextSpec, write_bundle_json
 
-DEFAULT_SOURCE = "openai/clip-vit-base-patch32"
 OPSET = 18
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # Gather too: the token embedding table is 40% of the text tower (255 -> 65 MB instead of 141 MB).
-CLIP_INT8_OPS = ("MatMul", "Gemm", "Gather")
+INT8_OPS = CLIP_INT8_OPS = ("MatMul", "Gemm", "Gather")
 
 
 class ClipTextTower(nn.Module):
@@ -64,20 +65,48 @@ class ClipImageTower(nn.Module):
 
 
 def resolve_source(source: str) -> Path:
-    """A local checkpoint folder as is; a hub id downloaded (config, weights, tokenizer, preprocessor)."""
+    """A local checkpoint folder as is; a hub id downloaded (config, weights, tokenizer, preprocessor;
+    `*.model` is SigLIP's SentencePiece vocabulary)."""
     if Path(source).is_dir():
         return Path(source)
     if source.startswith((".", "/", "~")) or Path(source).exists():
         raise FileNotFoundError(f"{source} is not a checkpoint folder")
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(source, allow_patterns=["*.json", "*.txt", "*.safetensors"]))
+    return Path(snapshot_download(source, allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model"]))
+
+
+# PIL's code for bicubic resampling, the only filter the runtime resizes with.
+PIL_BICUBIC = 3
+
+
+def image_processor_config(folder: Path) -> dict[str, Any]:
+    """The image processor's settings: preprocessor_config.json (transformers 4 and the hub), or the
+    "image_processor" entry of processor_config.json (what transformers 5's processor save_pretrained writes).
+    Neither is refused: defaults would export a model with other preprocessing without a word."""
+    legacy, combined = folder / "preprocessor_config.json", folder / "processor_config.json"
+    if legacy.is_file():
+        config: dict[str, Any] = json.loads(legacy.read_text())
+        return config
+    if combined.is_file():
+        processor = json.loads(combined.read_text())
+        if isinstance(processor.get("image_processor"), dict):
+            return dict(processor["image_processor"])
+    raise FileNotFoundError(f"{folder} has no preprocessor_config.json nor a processor_config.json with an "
+                            "image_processor: its image preprocessing is unknown")
+
+
+def check_bicubic(config: dict[str, Any]) -> None:
+    """The runtime resizes with PIL bicubic; a checkpoint that expects another filter is refused."""
+    resample = config.get("resample", PIL_BICUBIC)
+    if config.get("do_resize", True) and resample != PIL_BICUBIC:
+        raise ValueError(f"unsupported image resampling {resample} (the runtime resizes with bicubic, 3)")
 
 
 def image_spec(folder: Path, image_size: int) -> ImageSpec:
-    """CLIP's preprocessing from preprocessor_config.json: shortest side to the crop size, centre crop."""
-    config_path = folder / "preprocessor_config.json"
-    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    """CLIP's preprocessing from its processor config: shortest side to the crop size, centre crop."""
+    config = image_processor_config(folder)
+    check_bicubic(config)
     crop = config.get("crop_size", image_size)
     crop_h, crop_w = (crop["height"], crop["width"]) if isinstance(crop, dict) else (crop, crop)
     size = config.get("size", crop_h)
@@ -98,6 +127,32 @@ def export_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, i
         torch.onnx.export(module.eval(), args, str(path), input_names=input_names,
                           output_names=output_names or ["embeddings"],
                           dynamic_shapes=shapes, opset_version=OPSET, dynamo=True, external_data=False)
+
+
+@dataclass
+class TextTower:
+    """A text tower to export and its example inputs: (input_ids,) or (input_ids, attention_mask)."""
+
+    module: nn.Module
+    example: tuple[torch.Tensor, ...]
+    fixed_length: bool  # True: the runtime always pads to max_tokens, so only the batch axis is dynamic
+
+
+def write_towers(out: Path, text: TextTower, image: nn.Module, image_hw: tuple[int, int],
+                 quantize: str | None) -> None:
+    """Export both towers into `out` as text.onnx and image.onnx (fp32, or int8 weights)."""
+    names = ["input_ids", "attention_mask"][: len(text.example)]
+    axes = {0: "batch"} if text.fixed_length else {0: "batch", 1: "seq"}
+    pixels = torch.zeros(2, 3, *image_hw)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_dir = Path(tmp)
+        export_onnx(text.module, text.example, tmp_dir / "text.onnx", names, {name: axes for name in names})
+        export_onnx(image, (pixels,), tmp_dir / "image.onnx", ["pixel_values"], {"pixel_values": {0: "batch"}})
+        for tower in ("text.onnx", "image.onnx"):
+            if quantize == "int8":
+                quantize_int8(tmp_dir / tower, out / tower, INT8_OPS)
+            else:
+                shutil.move(tmp_dir / tower, out / tower)
 
 
 def quantize_int8(src: Path, dst: Path, op_types: tuple[str, ...] = ("MatMul", "Gemm")) -> None:
@@ -121,23 +176,12 @@ def export_clip(source: str, out: str | Path, *, quantize: str | None = None, na
     pad_id = hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else hf_tokenizer.eos_token_id
 
     out = Path(out)
+    spec_image = image_spec(folder, model.config.vision_config.image_size)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer.save(str(out / "tokenizer.json"))
-    spec_image = image_spec(folder, model.config.vision_config.image_size)
     ids = torch.tensor([tokenizer.encode("a photo of a red dress").ids] * 2)
-    pixels = torch.zeros(2, 3, spec_image.height, spec_image.width)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp_dir = Path(tmp)
-        export_onnx(ClipTextTower(model), (ids, torch.ones_like(ids)), tmp_dir / "text.onnx",
-                    ["input_ids", "attention_mask"],
-                    {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}})
-        export_onnx(ClipImageTower(model), (pixels,), tmp_dir / "image.onnx", ["pixel_values"],
-                    {"pixel_values": {0: "batch"}})
-        for tower in ("text.onnx", "image.onnx"):
-            if quantize == "int8":
-                quantize_int8(tmp_dir / tower, out / tower, CLIP_INT8_OPS)
-            else:
-                shutil.move(tmp_dir / tower, out / tower)
+    write_towers(out, TextTower(ClipTextTower(model), (ids, torch.ones_like(ids)), fixed_length=False),
+                 ClipImageTower(model), (spec_image.height, spec_image.width), quantize)
     spec = BundleSpec(
         name=name or f"clip-{Path(source).name}" + ("-int8" if quantize else ""),
         dim=model.config.projection_dim,
@@ -151,18 +195,16 @@ def export_clip(source: str, out: str | Path, *, quantize: str | None = None, na
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", default=DEFAULT_SOURCE,
-                        help=f"Hugging Face CLIP model id or local checkpoint folder (default {DEFAULT_SOURCE})")
-    parser.add_argument("--out", required=True, help="bundle folder to write")
-    parser.add_argument("--quantize", choices=["int8"], help="dynamic int8 weight quantization")
-    parser.add_argument("--name", help="bundle name (default derived from the source)")
+    """`export-clip` is an alias of `export-model`: the same options, any supported source."""
+    from model_export.export_model import configure_parser as configure
+
+    configure(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    spec = export_clip(args.source, args.out, quantize=args.quantize, name=args.name)
-    print(f"wrote {spec.name} ({spec.dim}-d, hash {spec.hash[:12]}) to {args.out}")
-    return 0
+    from model_export.export_model import run as run_export
+
+    return run_export(args)
 
 
 if __name__ == "__main__":

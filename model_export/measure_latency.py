@@ -5,6 +5,9 @@ architecture (the default CLIPConfig) with random weights: file sizes and latenc
 architecture only, so they are what a user exporting the real checkpoint gets.
 
     python -m model_export.measure_latency [--work /tmp/clip-b32-random] [--seq 16]
+
+`python -m model_export.model_table` compares the architectures `export-model` handles (CLIP ViT-B/32,
+SigLIP ViT-B/16 at 224 and 256 px) the same way, beside their published quality.
 """
 
 from __future__ import annotations

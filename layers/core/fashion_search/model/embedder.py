@@ -30,6 +30,9 @@ def image_to_array(img: Image.Image, spec: ImageSpec) -> np.ndarray:
         img = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
         left, top = (new_w - target_w) // 2, (new_h - target_h) // 2
         img = img.crop((left, top, left + target_w, top + target_h))
+    elif spec.resize == "squash":  # straight to the target size, as SigLIP's processor does
+        if (w, h) != (target_w, target_h):
+            img = img.resize((target_w, target_h), Image.Resampling.BICUBIC)
     else:  # pad
         scale = min(target_w / w, target_h / h)
         new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
@@ -59,9 +62,15 @@ class Embedder:
         self._text = ort.InferenceSession(str(self.bundle_dir / "text.onnx"), options, providers=providers)
         self._image = ort.InferenceSession(str(self.bundle_dir / "image.onnx"), options, providers=providers)
         self._tokenizer = Tokenizer.from_file(str(self.bundle_dir / "tokenizer.json"))
-        # Dynamic length: truncate at max_tokens, pad only to the longest text of each batch.
-        self._tokenizer.enable_truncation(self.spec.text.max_tokens)
-        self._tokenizer.enable_padding(pad_id=self.spec.text.pad_id)
+        # Truncate at max_tokens; pad to the longest text of each batch, or to max_tokens for towers
+        # trained on fixed-length input (SigLIP pools the last position, padding included).
+        text = self.spec.text
+        self._tokenizer.enable_truncation(text.max_tokens)
+        self._tokenizer.enable_padding(pad_id=text.pad_id,
+                                       length=text.max_tokens if text.padding == "max_length" else None)
+        # A shopper's text is text: "<|endoftext|>" typed in a query must not become the end token (CLIP
+        # pools at the first one, so the rest of the query would be ignored).
+        self._tokenizer.encode_special_tokens = True
         self._text_inputs = {i.name for i in self._text.get_inputs()}
 
     @property
