@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -221,3 +223,21 @@ def test_the_cli_does_each(fashion_store: Path, tiny_bundle: Path, tmp_path: Pat
                      + "\n" + json.dumps({"id": "b", "text": "dress", "filters": {"gender": {"gte": 1}}}) + "\n")
     lines = [json.loads(line) for line in query("--queries", str(batch)).stdout.splitlines()]
     assert lines[0]["results"] and lines[0]["facets"]["usage"] and "keyword field" in lines[1]["error"]
+
+
+def test_the_cli_finds_the_bundle_an_index_was_built_with(fashion_store: Path, tiny_bundle: Path,
+                                                          tmp_path: Path) -> None:
+    """No --model: the bundle whose hash the manifest records, from the models folder; else a clear refusal."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "broken").mkdir()  # a folder that is no bundle is passed over
+    shutil.copytree(tiny_bundle, models / "tiny")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FASHION_SEARCH_")}
+    run = subprocess.run([CLI, "query", "--store", str(fashion_store), "--text", "shirt"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and json.loads(run.stdout)["results"], run.stderr
+    assert "serving it with models/tiny" in run.stderr
+    shutil.rmtree(models / "tiny")
+    run = subprocess.run([CLI, "query", "--store", str(fashion_store), "--text", "shirt"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "models/fashion-starter is not a model bundle" in run.stderr, run.stderr

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .build.catalog import CatalogOptions
 from .build.fetch import FetchOptions
 from .build.progress import Progress
-from .config import default_frontend_dir, default_model_dir
+from .config import default_frontend_dir, default_model_dir, models_dir
 from .errors import FashionSearchError
 from .index import HnswParams
 from .store.base import StoreError
@@ -62,11 +62,41 @@ def _prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_for(store: str, model: str | None) -> Path:
+    """The bundle to serve `store` with: `model` when given; else the default one, or, when the live version
+    was built with another, the bundle under the models folder that has its hash (the manifest records it)."""
+    from .model.bundle import BundleError, find_bundle, read_bundle
+    from .store import open_store, versions
+
+    if model is not None:
+        return Path(model)
+    default = default_model_dir()
+    try:
+        pointer = versions.read_pointer(open_store(store))
+        built_with = versions.read_manifest(open_store(store), pointer.version).model if pointer else {}
+    except (versions.VersionError, StoreError):
+        return default  # the service says what is wrong
+    wanted = built_with.get("hash")
+    if not isinstance(wanted, str):
+        return default
+    try:
+        if read_bundle(default).hash == wanted:
+            return default
+    except BundleError:
+        pass  # no default bundle here: look for the index's own
+    found = find_bundle(models_dir(), wanted)
+    if found is not None:
+        print(f"the index was built with model {built_with.get('name')!r}: serving it with {found}", file=sys.stderr)
+        return found
+    return default  # the service refuses the index, naming the model it was built with
+
+
 def _service(args: argparse.Namespace, require_index: bool = True, **settings: object) -> SearchService:
     from .config import ServiceSettings
     from .serve.service import SearchService
 
-    service = SearchService(ServiceSettings(store=args.store, model=Path(args.model), **settings))  # type: ignore[arg-type]
+    model = _model_for(args.store, args.model)
+    service = SearchService(ServiceSettings(store=args.store, model=model, **settings))  # type: ignore[arg-type]
     if require_index and service.live is None:
         raise FashionSearchError(service.health()["problem"])
     return service
@@ -252,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve the API, thumbnails and search page locally")
     serve.add_argument("--store", required=True)
-    serve.add_argument("--model", default=str(default_model_dir()), help="model bundle folder")
+    serve.add_argument("--model", help="model bundle folder (default: the one the live index was built with, "
+                                        "from the models folder, else the default bundle)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     frontend = default_frontend_dir()
@@ -263,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     query = commands.add_parser("query", help="search the live index from the command line")
     query.add_argument("--store", required=True)
-    query.add_argument("--model", default=str(default_model_dir()), help="model bundle folder")
+    query.add_argument("--model", help="model bundle folder (default: as serve's)")
     query.add_argument("--text")
     query.add_argument("--image", help="path of a JPEG, PNG or WebP photo")
     query.add_argument("--alpha", type=_alpha, default=0.5, help="image weight when both are given")

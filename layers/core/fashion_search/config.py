@@ -39,6 +39,11 @@ def default_model_dir() -> Path:
     return Path(env("MODEL") or "models/fashion-starter")
 
 
+def models_dir() -> Path:
+    """Where the CLI looks for the bundle an index was built with: $FASHION_SEARCH_MODELS, else ./models."""
+    return Path(env("MODELS") or "models")
+
+
 def default_frontend_dir() -> Path | None:
     """The search page served locally: $FASHION_SEARCH_FRONTEND, else ./frontend when there is one."""
     folder = Path(env("FRONTEND") or "frontend")

@@ -126,3 +126,14 @@ def read_bundle(folder: str | Path, verify: bool = False) -> BundleSpec:
             if file_sha256(folder / name) != expected:
                 raise BundleError(f"bundle {folder}: {name} does not match its checksum")
     return spec
+
+
+def find_bundle(folder: str | Path, model_hash: str) -> Path | None:
+    """The bundle under `folder` (one per subfolder, as models/ holds them) whose hash is `model_hash`."""
+    for meta in sorted(Path(folder).glob("*/bundle.json")):
+        try:
+            if read_bundle(meta.parent).hash == model_hash:
+                return meta.parent
+        except (BundleError, ValueError):  # not a bundle, or a broken one: not the one asked for
+            continue
+    return None
