@@ -32,10 +32,15 @@ def test_saved_and_opened_by_its_manifest_entry_it_answers_alike(params: HnswPar
     np.testing.assert_array_equal(rows, built.search(vectors[:20], 5)[1])
 
 
-@pytest.mark.parametrize("exact_max_rows", [8192, 10])  # the exact strategy, and the HNSW one with a selector
-def test_allow_keeps_results_to_those_rows(params: HnswParams, exact_max_rows: int,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(faiss_hnsw, "EXACT_MAX_ROWS", exact_max_rows)
+# The three strategies of a filtered search (faiss_hnsw.filtered_strategy), each forced by its constants.
+STRATEGIES = {"exact": {}, "scan": {"EXACT_MAX_ROWS": 10},
+              "hnsw": {"EXACT_MAX_ROWS": 10, "SCAN_ROW_COST": 1e9}}
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_allow_keeps_results_to_those_rows(params: HnswParams, strategy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in STRATEGIES[strategy].items():
+        monkeypatch.setattr(faiss_hnsw, name, value)
     vectors = _unit(300)
     index = params.build(vectors)
     allow = np.arange(300) % 3 == 0
@@ -46,6 +51,24 @@ def test_allow_keeps_results_to_those_rows(params: HnswParams, exact_max_rows: i
     np.testing.assert_allclose(scores, exact, atol=1e-5)  # the true filtered top 8
     _, none = index.search(vectors[:2], 4, allow=np.zeros(300, dtype=bool))
     assert none.shape == (2, 0)  # nothing passes: no results
+
+
+def test_a_filter_far_from_the_query_is_still_exact(params: HnswParams, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two clusters; the filter keeps only the one the query is not in. The graph search alone stays in the
+    query's cluster and finds nothing; the probe sees that and scans."""
+    monkeypatch.setattr(faiss_hnsw, "EXACT_MAX_ROWS", 10)
+    monkeypatch.setattr(faiss_hnsw, "SCAN_ROW_COST", 1e9)  # the graph, unless the probe says otherwise
+    rng = np.random.default_rng(5)
+    centres = np.eye(16, dtype=np.float32)[:2]
+    vectors = centres[np.arange(600) % 2] + 0.2 * rng.standard_normal((600, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = params.build(vectors)
+    far = np.arange(600) % 2 == 1
+    query = vectors[0:1]  # in cluster 0
+    scores, rows = index.search(query, 10, allow=far)
+    exact = np.sort(vectors[far] @ query[0])[::-1][:10]
+    assert far[rows[0]].all()
+    np.testing.assert_allclose(scores[0], exact, atol=5e-3)  # 8-bit codes: scores within their rounding
 
 
 def test_k_beyond_the_count_and_an_empty_index(params: HnswParams) -> None:

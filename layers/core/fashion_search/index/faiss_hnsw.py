@@ -45,21 +45,33 @@ class HnswParams:
         return f"HNSW M={self.m}, efConstruction={self.ef_construction}, efSearch={self.ef_search}"
 
 
-# A filter that keeps at most this many rows is searched exactly: every allowed vector is scored
-# (a gather and a dot product, ~0.5-1 us a row at 896 dimensions on one core). Wider ones go through
-# the HNSW graph with the filter as an id selector (FAISS skips other rows as results, not as paths)
-# and a beam twice the default, widened further by how much the filter throws away. From 100k
-# vectors, recall@10 against exact filtered search >= 0.99 at every selectivity (BENCHMARKS.md,
-# "Filtered search").
-EXACT_MAX_ROWS = 4096
+# How a filtered search runs (BENCHMARKS.md, "Filtered search": recall@10 against exact filtered search
+# on 100k vectors, for random rows, random categories and the categories farthest from the query):
+# - at most EXACT_MAX_ROWS allowed rows: gathered and scored exactly (numpy);
+# - more, where scanning the allowed rows costs less than the graph would (SCAN_ROW_COST per row against
+#   HNSW_STEP_COST per unit of the widened beam, in microseconds, one core, 896 dimensions): FAISS's flat
+#   scan of the stored vectors with the filter as an id selector (0.3 ms for 2,000 of 100k rows, where a
+#   numpy gather and product took 8 ms);
+# - else the graph: first unfiltered (a probe: does the filter keep rows near the query?), then, when at
+#   least PROBE_MIN_PASSING of the probe's results pass, with the filter as an id selector and a beam
+#   widened by the share the filter throws away. A filter that keeps nothing near the query (a category
+#   far from it) strands the graph search in a neighbourhood it cannot leave: such queries are scanned.
+EXACT_MAX_ROWS = 512
+SCAN_ROW_COST = 0.3
+HNSW_STEP_COST = 2.3
+PROBE_MIN_PASSING = 10
 MAX_FILTERED_EF = 4096
 
 
 def filtered_strategy(allowed: int, total: int, k: int, ef: int) -> tuple[str, int]:
-    """("exact" or "hnsw", the efSearch to use) for a filter keeping `allowed` of `total` rows."""
+    """("exact", "scan" or "hnsw", the efSearch) for a filter keeping `allowed` of `total` rows; "hnsw" still
+    falls back to "scan" when its probe finds the filter keeps nothing near the query."""
+    widened = int(min(MAX_FILTERED_EF, 2 * ef * max(1.0, total / max(allowed, 1) / 2)))
     if allowed <= max(EXACT_MAX_ROWS, k):
         return "exact", ef
-    return "hnsw", int(min(MAX_FILTERED_EF, 2 * ef * max(1.0, total / allowed / 2)))
+    if allowed * SCAN_ROW_COST <= widened * HNSW_STEP_COST:
+        return "scan", ef
+    return "hnsw", widened
 
 
 def _flat_view(index: faiss.Index) -> np.ndarray | None:
@@ -153,19 +165,29 @@ class FaissHnswIndex:
         if k <= 0 or allowed == 0:
             return _empty(len(queries))
         ef = max(k, ef_search or self.ef_search or k)
-        if allow is not None:
-            strategy, ef = filtered_strategy(allowed, self.ntotal, k, ef)
-            if strategy == "exact" or not isinstance(self._index, faiss.IndexHNSW):
-                return self._exact(queries, k, np.flatnonzero(allow))
-        params: faiss.SearchParameters | None = None
-        if isinstance(self._index, faiss.IndexHNSW):
-            params = faiss.SearchParametersHNSW(efSearch=ef)  # type: ignore[attr-defined]  # not in faiss's stubs
-        bits = None
-        if allow is not None and params is not None:
-            bits = np.packbits(np.asarray(allow, dtype=bool), bitorder="little")
-            params.sel = faiss.IDSelectorBitmap(self.ntotal, faiss.swig_ptr(bits))  # `bits` outlives the search
+        if allow is None:
+            return self._search(self._index, queries, k, ef)
+        strategy, widened = filtered_strategy(allowed, self.ntotal, k, ef)
+        if strategy == "exact":
+            return self._exact(queries, k, np.flatnonzero(allow))
+        bits = np.packbits(np.asarray(allow, dtype=bool), bitorder="little")  # outlives the searches below
+        if strategy == "hnsw" and isinstance(self._index, faiss.IndexHNSW):
+            _, near = self._search(self._index, queries, k, ef)  # the probe
+            passing = (allow[np.where(near >= 0, near, 0)] & (near >= 0)).sum(axis=1)
+            if passing.min() >= min(PROBE_MIN_PASSING, k):
+                return self._search(self._index, queries, k, widened, bits)
+        storage = faiss.downcast_index(self._index.storage) if isinstance(self._index, faiss.IndexHNSW) else self._index
+        return self._search(storage, queries, k, None, bits)
+
+    def _search(self, index: faiss.Index, queries: np.ndarray, k: int, ef: int | None,
+                bits: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One FAISS search: HNSW at efSearch `ef`, or a flat scan (`ef` None); `bits` a filter bitmap."""
+        params = (faiss.SearchParametersHNSW(efSearch=ef)  # type: ignore[attr-defined]  # not in faiss's stubs
+                  if ef is not None and isinstance(index, faiss.IndexHNSW) else faiss.SearchParameters())
+        if bits is not None:
+            params.sel = faiss.IDSelectorBitmap(self.ntotal, faiss.swig_ptr(bits))
         try:
-            return self._index.search(queries, k, params=params)
+            return index.search(queries, k, params=params)
         except RuntimeError as exc:
             raise IndexUnusable(f"{FILE} cannot be searched") from exc
 

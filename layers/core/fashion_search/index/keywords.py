@@ -112,13 +112,16 @@ class KeywordIndex:
             parsed = self._index.parse_query(query, list(_FIELDS), field_boosts=_BOOSTS)
             return [(score, address.doc) for score, address in self._searcher.search(parsed, k).hits]
 
-    def search(self, text: str, k: int, allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, BM25 scores, best first) of the best k products holding any word of `text` and passing
-        `allow` (a boolean mask over rows)."""
+    def search(self, text: str, k: int, allow: np.ndarray | None = None,
+               exclude: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, BM25 scores, best first) of the best k products holding any word of `text`, none holding
+        every word of a term of `exclude`, and passing `allow` (a boolean mask over rows)."""
         terms = words(text)
         if not terms or k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        found = self._search(" ".join(terms), k if allow is None else max(k, FILTERED_MATCHES))
+        excluded = [" ".join("+" + w for w in words(term)) for term in exclude]
+        query = " ".join(terms) + "".join(f" -({term})" for term in excluded if term)
+        found = self._search(query, k if allow is None else max(k, FILTERED_MATCHES))
         rows = np.array([row for _, row in found], dtype=np.int64)
         scores = np.array([score for score, _ in found], dtype=np.float32)
         if allow is not None and len(rows):

@@ -49,22 +49,29 @@ class AttributeMatcher:
 
     def __init__(self, columns: Columns) -> None:
         self.columns = columns
-        self._phrases: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        # First word -> (field, phrase, value): a text looks up its own words only.
+        self._by_word: dict[str, list[tuple[str, tuple[str, ...], str]]] = {}
         for name, column in columns.by_name.items():
             if column.kind == "keyword" and 0 < len(column.values) <= MAX_VALUES:
-                phrases = [(_words(value), value) for value in column.values]
-                self._phrases[name] = [(p, v) for p, v in phrases if p]
+                for value in column.values:
+                    if phrase := _words(value):
+                        self._by_word.setdefault(phrase[0], []).append((name, phrase, value))
 
     def named(self, text: str) -> dict[str, list[str]]:
         """Field -> the values `text` names (the longest phrases: "navy blue" names "Navy Blue", not "Blue")."""
         # Hyphens both split and join words: "t-shirt" names "Tshirts" and "Shirts", as a shopper may mean either.
         variants = {_words(text), _words(text.replace("-", ""))}
+        hits: dict[str, dict[str, tuple[str, ...]]] = {}  # field -> value -> its phrase
+        for words in variants:
+            for word in set(words):
+                for name, phrase, value in self._by_word.get(word, ()):
+                    if _contains(words, phrase):
+                        hits.setdefault(name, {})[value] = phrase
         found: dict[str, list[str]] = {}
-        for name, phrases in self._phrases.items():
-            hits = [(p, v) for p, v in phrases if any(_contains(words, p) for words in variants)]
-            longest = [v for p, v in hits if not any(len(q) > len(p) and _contains(q, p) for q, _ in hits)]
-            if longest:
-                found[name] = longest
+        for name, values in hits.items():
+            phrases = list(values.values())
+            found[name] = sorted(v for v, p in values.items()
+                                 if not any(len(q) > len(p) and _contains(q, p) for q in phrases))
         return found
 
     def share_held(self, named: dict[str, list[str]], rows: np.ndarray) -> np.ndarray:

@@ -63,21 +63,21 @@ def named(live: LiveIndex, keyword_text: str | None) -> dict[str, list[str]]:
 
 
 def candidates(live: LiveIndex, probe: np.ndarray, allow: np.ndarray | None, keyword_text: str | None,
-               negative_text: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """(vector neighbours of `probe`, then its nearest products holding the values the text names; keyword
+               negative_text: tuple[str, ...] = (), values: dict[str, list[str]] | None = None,
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(vector neighbours of `probe`, then its nearest products holding the `values` the text names; keyword
     matches of `keyword_text` holding no negative term), each in its own order, all passing `allow`."""
     _, ids = live.index.search(probe[None, :], POOL, allow)
     neighbours = ids[0][ids[0] >= 0]
-    if (values := named(live, keyword_text)) and live.columns is not None:
+    values = named(live, keyword_text) if values is None else values
+    if values and live.columns is not None:
         holding = live.columns.mask(values)
         assert holding is not None
         _, ids = live.index.search(probe[None, :], POOL, holding if allow is None else holding & allow)
         neighbours, _ = union(neighbours, ids[0][ids[0] >= 0])
     matches = np.zeros(0, dtype=np.int64)
     if keyword_text and live.keywords is not None:
-        matches, _ = live.keywords.search(keyword_text, POOL, allow)
-        for term in negative_text:
-            matches = matches[~live.keywords.hold_every_word(term, matches)]
+        matches, _ = live.keywords.search(keyword_text, POOL, allow, exclude=negative_text)
     return neighbours, matches
 
 
@@ -85,8 +85,9 @@ def rank(live: LiveIndex, text: np.ndarray | None, image: np.ndarray | None, alp
          allow: np.ndarray | None = None, *, keyword_text: str | None = None, negatives: tuple[np.ndarray, ...] = (),
          negative_text: tuple[str, ...] = ()) -> Ranked:
     """The query's candidates in order (module docstring)."""
+    values = named(live, keyword_text)
     neighbours, matches = candidates(live, probe_vector(live, text, image, alpha), allow, keyword_text,
-                                     negative_text)
+                                     negative_text, values)
     rows, at = union(neighbours, matches)
     vectors = live.vectors(rows)
     image_cos = vectors @ image if image is not None else None
@@ -104,7 +105,7 @@ def rank(live: LiveIndex, text: np.ndarray | None, image: np.ndarray | None, alp
     for negative in negatives:
         score = score - np.maximum(0.0, stats.standardise(negative, vectors @ negative))
     if live.attributes is not None and keyword_text:
-        score = score + (1.0 - alpha) * ATTRIBUTE_BONUS * live.attributes.share_held(named(live, keyword_text), rows)
+        score = score + (1.0 - alpha) * ATTRIBUTE_BONUS * live.attributes.share_held(values, rows)
         for term in negative_text:
             score = score - ATTRIBUTE_BONUS * live.attributes.share_held(live.attributes.named(term), rows)
     order = np.argsort(-score, kind="stable")
