@@ -28,7 +28,8 @@ from bench.report import render
 from fashion_search.config import default_model_dir
 from fashion_search.model.bundle import BundleError, read_bundle
 
-RUN_ORDER = ("build", "encoders", "search", "e2e", "cold_start", "quality", "hybrid", "cost", "load")
+RUN_ORDER = ("build", "encoders", "search", "filters", "e2e", "cold_start", "quality", "hybrid", "keywords", "cost",
+             "load")
 
 
 def _commit() -> str:

@@ -18,7 +18,11 @@ SECTIONS = (
     ("hybrid", "7. Hybrid search and relevance"),
     ("cost", "8. Cost"),
     ("load", "9. Load: queries while builds publish and a client sends photo bombs"),
+    ("filters", "10. Filtered search: recall and latency by selectivity"),
+    ("keywords", "11. Keyword signal: BM25 and named catalog values with the vector ranking"),
 )
+# The sections the headline's fixed rows come from; the filters and keywords rows appear when measured.
+HEADLINE_SECTIONS = ("e2e", "encoders", "search", "cold_start", "build", "quality", "cost")
 NOT_MEASURED = """\
 - **AWS itself.** There is no AWS account on this machine: Lambda figures are extrapolations from local
   measurements with the assumptions stated in sections 4 and 8; the container image's own start
@@ -34,7 +38,11 @@ NOT_MEASURED = """\
 - **Fetch/decode vs encode inside a build.** The builder overlaps them chunk by chunk; the build
   section reports the stage they share.
 - **S3 throughput.** moto on 127.0.0.1 is not S3 and is slow for big objects (it re-reads the object
-  for every ranged GET); real S3 rates are assumed, not measured."""
+  for every ranged GET); real S3 rates are assumed, not measured.
+- **Filtered search beyond 100k vectors.** Section 10 measures 100,000 vectors; the exact and scan paths grow
+  with the rows a filter keeps, the HNSW path with the graph, so its ratios at 1M are not measured here.
+- **The keyword signal on real shoppers' queries.** Section 11's queries are written from the catalogs'
+  own fields (DummyJSON has 100 products, one or two per model name); no query log was available."""
 SHARED_CORES = 0.3  # other processes' average CPU use (cores) above which figures are called noisy
 
 
@@ -107,6 +115,14 @@ def headline(results: dict[str, Any]) -> str:
     rows.append([f"Lambda cost per 1,000 text queries ({results['cost']['memory_mb']:,} MB)",
                  f"${cost['at_p50']['total']:.4f}", f"${cost['at_p95']['total']:.4f}", "–",
                  f"{cost['at_p50']['gb_s']:.1f} GB-s at p50"])
+    if "filters" in results:
+        from bench.filters import headline as filters_headline
+
+        rows.append(filters_headline(results["filters"]))
+    if "keywords" in results:
+        from bench.keywords import headline as keywords_headline
+
+        rows.extend(keywords_headline(results["keywords"]))
     return table(["figure", "p50", "p95", "ratio", "baseline (same run)"], rows, right=(1, 2))
 
 
@@ -133,11 +149,24 @@ def render(results: dict[str, Any], ctx: Context) -> str:
          "The machine was quiet: other processes used little CPU during every section (table below)."),
         table(["section", "seconds", "cores busy (avg)", "of which other processes"], runs, right=(1, 2, 3)),
         "## Headline",
-        headline(results) if all(name in results for name, _ in SECTIONS) else "_Not every section has results yet._",
+        headline(results) if all(name in results for name in HEADLINE_SECTIONS) else
+        "_Not every section has results yet._",
     ]
     for name, heading in SECTIONS:
         body = importlib.import_module(f"bench.{name}").render(results[name], ctx) if name in results else \
             "_Not measured yet._"
         parts += [f"## {heading}", body]
-    parts += ["## Not measured here", NOT_MEASURED]
+    parts += ["## Not measured here", NOT_MEASURED, *models_section(quick=meta["quick"])]
     return "\n\n".join(parts) + "\n"
+
+
+def models_section(quick: bool = False) -> list[str]:
+    """The model table `python -m model_export.model_table` measured and saved (docs/bench/models.json), after
+    the numbered sections: this suite does not measure those models, but it rewrites the report."""
+    import json
+
+    from model_export.model_table import HEADING, SAVED, section
+
+    if quick or not SAVED.is_file():
+        return []
+    return [f"## {HEADING}", section(json.loads(SAVED.read_text()))]

@@ -1,7 +1,10 @@
 """Which model to export: size and CPU latency of the candidate architectures as bundles (fp32 and int8), beside
 the published quality figures, printed as markdown tables (BENCHMARKS.md section "Models beyond the starter").
 
-    python -m model_export.model_table [--work /tmp/model-table] [--runs 20]
+    python -m model_export.model_table [--work /tmp/model-table] [--runs 20] [--save docs/bench/models.json]
+
+The measured rows are saved to docs/bench/models.json (committed): `python -m bench` renders that section of
+BENCHMARKS.md from it (`section`), since it rewrites the file and does not measure these models itself.
 
 Hub weights are not reachable here, so each architecture is exported with random weights: file sizes and
 latencies depend on the architecture only (the published quality figures below are the trained models').
@@ -16,12 +19,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +41,9 @@ from model_export.measure_latency import cpu_seconds, machine, session, time_run
 ASSUMPTION = ("Marqo-Ecommerce-B is taken to be open_clip's ViT-B-16-SigLIP-256 (203M parameters and 768-d, as "
               "Marqo publishes; the resolution is an assumption: at 224 px it costs what the FashionSigLIP row does)")
 CLIP_TEXT_TOKENS = 16  # a product query or title; CLIP pads each batch to its longest text
+REPO = Path(__file__).resolve().parents[1]
+SAVED = REPO / "docs" / "bench" / "models.json"  # the last run's figures, rendered into BENCHMARKS.md
+HEADING = "Models beyond the starter (`python -m model_export.model_table`)"
 
 ARCHITECTURES: dict[str, tuple[str, str]] = {  # key -> (label, what it is the shape of)
     "clip-vit-b32": ("CLIP ViT-B/32 (HF CLIPModel)", "openai/clip-vit-base-patch32, FashionCLIP 2.0"),
@@ -144,7 +154,7 @@ def measure(bundles: dict[str, dict[str, Path]], runs: int, log: Callable[[str],
     return rows
 
 
-def markdown(rows: list[dict[str, object]], runs: int) -> str:
+def markdown(rows: list[dict[str, object]], runs: int, machine_description: str | None = None) -> str:
     lines = ["| architecture (shape of) | weights | dim | towers on disk | text ms, 1 thread | text ms, 2 threads "
              "| image ms, 1 thread | image ms, 2 threads |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -155,14 +165,59 @@ def markdown(rows: list[dict[str, object]], runs: int) -> str:
                  f"with the runtime's settings (tokenizing and image decode/resize are extra). Text: "
                  f"CLIP {CLIP_TEXT_TOKENS} tokens (it pads to the longest text), SigLIP always 64 (it pads to "
                  f"max_length). Image: the model's resolution. Sizes: text.onnx + image.onnx (tokenizer.json adds "
-                 f"2-4 MB). {ASSUMPTION}. Machine: {machine()}.")
+                 f"2-4 MB). {ASSUMPTION}. Machine: {machine_description or machine()}.")
     return "\n".join(lines)
+
+
+def contention(share: float | None, cores: int | None) -> str:
+    return "" if share is None else f"Other processes used {share:.0%} of the {cores} cores while this was measured."
+
+
+def section(saved: dict[str, Any]) -> str:
+    """BENCHMARKS.md's section (under HEADING) from a run saved by `run` (docs/bench/models.json)."""
+    note = saved.get("note") or ("Other processes kept the cores busy: the fastest run (in brackets) is the better "
+                                 "estimate of each model's cost." if (saved.get("other_cores_share") or 0) > 0.3
+                                 else "")
+    speed, _, speed_note = markdown(saved["rows"], saved["runs"], saved["machine"]).partition("\n\n")
+    return "\n\n".join([
+        f"Measured by `{saved['command']}` on {saved['measured']} (commit `{saved['commit']}`), one run; "
+        f"`python -m bench` does not measure these models: it renders this section from `{saved['file']}`, which "
+        "that command writes. The hub's weights are not reachable here, so each architecture is exported with "
+        "random weights through `export-model` (int8: the same towers through its dynamic quantization): sizes "
+        "and speed depend on the architecture only, quality on the weights, so the quality figures beside are "
+        "the published ones.",
+        speed,
+        " ".join(t for t in (speed_note, contention(saved.get("other_cores_share"), saved.get("cores")), note) if t),
+        QUALITY,
+    ])
+
+
+def _commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD")
+    return f"{head} + uncommitted changes" if head and git("status", "--porcelain") else head or "unknown"
+
+
+def save(path: Path, rows: list[dict[str, object]], args: argparse.Namespace, share: float | None) -> None:
+    """The run's rows and how it ran, for `section` (the JSON is committed: BENCHMARKS.md is rendered from it)."""
+    command = " ".join(["python -m model_export.model_table", f"--runs {args.runs}",
+                        *([f"--only {' '.join(args.only)}"] if args.only else [])])
+    saved = {"command": command, "measured": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "commit": _commit(),
+             "runs": args.runs, "machine": machine(), "cores": os.cpu_count(), "other_cores_share": share,
+             "file": os.path.relpath(path.resolve(), REPO) if path.resolve().is_relative_to(REPO) else str(path),
+             "note": None, "rows": rows}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(saved, indent=1) + "\n")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work", default="/tmp/model-table", help="where the random checkpoints and bundles go")
     parser.add_argument("--runs", type=int, default=20, help="timed runs per tower and thread count")
     parser.add_argument("--only", nargs="*", choices=list(ARCHITECTURES), help="measure only these")
+    parser.add_argument("--save", default=str(SAVED),
+                        help="where the figures go for BENCHMARKS.md (default docs/bench/models.json; '' for nowhere)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -177,11 +232,14 @@ def run(args: argparse.Namespace) -> int:
     print(markdown(rows, args.runs))
     print()
     print(QUALITY)
-    after = cpu_seconds()
+    after, share = cpu_seconds(), None
     if before and after:  # other work shares this CPU: say how much of it they took meanwhile
         others = (after[0] - before[0]) - (after[1] - before[1])
         share = others / ((time.monotonic() - start) * (os.cpu_count() or 1))
-        print(f"\nOther processes used {share:.0%} of the {os.cpu_count()} cores while this was measured.")
+        print(f"\n{contention(share, os.cpu_count())}")
+    if args.save:
+        save(Path(args.save), rows, args, share)
+        log(f"saved the figures to {args.save} (`python -m bench --render` puts them in BENCHMARKS.md)")
     return 0
 
 

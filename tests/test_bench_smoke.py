@@ -1,7 +1,8 @@
 """Smoke test of the benchmark suite's cheapest parts on tiny inputs: the search section's
 measurement and its fresh-process memory probe, the efSearch choice, the cost arithmetic, the
-quality section on both held-out splits, the encoder tables against the previous starter, and the
-markdown they render (the full suite is `make bench`, the CI smoke run `make bench-quick`)."""
+quality section on both held-out splits, the encoder tables against the previous starter, filtered
+search by selectivity, the keyword signal's query sets and service runs, the model table's saved
+section, and the markdown they render (the full suite is `make bench`, the CI smoke run `make bench-quick`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import cost, encoders, hybrid, load, quality, report, search
+from bench import cost, encoders, filters, hybrid, keywords, load, quality, report, search
 from bench.cold_start import products_jsonl
 from bench.common import Context
 from tests.conftest import FASHION_FEED
@@ -200,3 +201,109 @@ def test_previous_starter_is_skipped_without_its_commit(tmp_path: Path, monkeypa
     monkeypatch.setattr(encoders, "PREVIOUS_COMMIT", "0" * 40)
     bundle, why = encoders.previous_starter(tmp_path)
     assert bundle is None and why.startswith(f"`git archive {'0' * 40} models/fashion-starter` failed")
+
+
+def test_filters_section_measures_the_paths_and_renders(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fashion_search.index import FaissHnswIndex, HnswParams, faiss_hnsw
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((20, 32)).astype(np.float32)
+    category = rng.integers(0, 20, 3000).astype(np.int32)
+    vectors = centres[category] + 0.3 * rng.standard_normal((3000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = np.concatenate([clustered(6, 32, seed=1), vectors[:6]])
+    kinds = np.array(["text"] * 6 + ["photo"] * 6)
+    # 3000 rows: scanning costs more than the graph from 600 rows kept (20% and 50% probe, then HNSW); 2% is exact.
+    monkeypatch.setattr(faiss_hnsw, "SCAN_ROW_COST", 100.0)
+    search_method = FaissHnswIndex._search
+    result = filters.measure(HnswParams().build(vectors), vectors, category, queries, kinds,
+                             selectivities=(0.5, 0.2, 0.02), efs=(256, 1024), warmup=1)
+    assert faiss_hnsw.SCAN_ROW_COST == 100.0 and faiss_hnsw.PROBE_MIN_PASSING == 10  # the bench's patches are undone
+    assert FaissHnswIndex._search is search_method
+    assert result["constants"]["SCAN_ROW_COST"] == 100.0
+    assert len(result["rows"]) == 3 * 3 * (3 + 2)  # kinds of mask × selectivities × configurations
+    rows = {(r["config"], r["mask"], r["selectivity"], r["ef_search"] if r["config"] == "graph_fixed" else None): r
+            for r in result["rows"]}
+    shipped = {s: rows["shipped", "random", s, None] for s in (0.5, 0.2, 0.02)}
+    assert shipped[0.02]["strategy"] == "exact" and shipped[0.02]["allowed"] == 60
+    assert shipped[0.02]["decisions"] == {"exact": 12}
+    assert shipped[0.2]["strategy"] == "hnsw" and shipped[0.2]["ef_search"] == 1280  # 2 × 256 × (1 / 0.2 / 2)
+    assert sum(shipped[0.2]["decisions"].values()) == 12 and set(shipped[0.2]["decisions"]) <= {"hnsw", "probe→scan"}
+    assert rows["scan", "far", 0.2, None]["decisions"] == {"scan": 12}
+    assert rows["graph", "far", 0.2, None]["decisions"] == {"hnsw": 12}  # no probe: the graph whatever passes
+    assert rows["graph_fixed", "random", 0.02, 1024]["decisions"] == {"hnsw": 12}
+    assert rows["graph", "random", 0.02, None]["strategy"] == "exact"  # no more rows than k: always exact
+    assert all(r["recall@10"] == 1.0 for r in result["rows"] if "hnsw" not in r["decisions"])
+    assert all(0.0 <= r["recall@10"] <= 1.0 and r["p50"] > 0 for r in result["rows"])
+    far = rows["shipped", "far", 0.2, None]["decisions"]
+    assert filters.fell_back(far) == far.get("probe→scan", 0) / 12
+    result["analysis"] = filters.analyse(result)
+    result["inputs"] = {"reused_search_data": True, "category_count": 20}
+    analysis = result["analysis"]
+    assert [p["selectivity"] for p in analysis["per_selectivity"]] == [0.5, 0.2, 0.02]
+    assert analysis["strategies"]["scan"]["met"] and analysis["strategies"]["scan"]["worst_recall"] == 1.0
+    markdown = filters.render(result, ctx)
+    assert "| selectivity | rows kept | path picked | random rows: recall@10 |" in markdown
+    assert "| 2.00% | 60 | exact |" in markdown and "| 20.00% | 600 | probe, then HNSW ef 1280 |" in markdown
+    assert "**Acceptance: recall@10 ≥ 0.99 at every selectivity (50.00%, 20.00%, 2.00%)" in markdown
+    assert ("): holds.**" in markdown) == analysis["all_met"] != ("does not hold.**" in markdown)
+    assert "| strategy | recall@10 ≥ 0.99 everywhere |" in markdown and "| selectivity | ef 256 | ef 1024 |" in markdown
+    assert (ctx.plots / "filters.png").stat().st_size > 1000
+    assert filters.headline(result)[0].startswith("filtered search, 3,000 vectors, selectivity 2.00%–50%")
+
+
+def test_model_table_section_renders_from_its_saved_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+    import json
+
+    from model_export import model_table
+
+    row = {"key": "clip-vit-b32", "precision": "int8", "dim": 512, "image_px": 224, "seq": 16, "towers_mb": 160.6,
+           **{c: 4.4 for c in ("text_1", "text_2", "image_1", "image_2")},
+           **{f"{c}_min": 4.0 for c in ("text_1", "text_2", "image_1", "image_2")}}
+    model_table.save(tmp_path / "models.json", [row], argparse.Namespace(runs=5, only=None), 0.54)
+    saved = json.loads((tmp_path / "models.json").read_text())
+    assert saved["runs"] == 5 and saved["rows"] == [row] and saved["command"].endswith("--runs 5")
+    markdown = model_table.section(saved)
+    assert "| CLIP ViT-B/32 (HF CLIPModel) (openai/clip-vit-base-patch32, FashionCLIP 2.0) | int8 | 512 | 161 MB | " \
+           "4.4 (4.0) | 4.4 (4.0) |" in markdown
+    assert f"Other processes used 54% of the {saved['cores']} cores" in markdown and "(in brackets)" in markdown
+    assert model_table.QUALITY in markdown
+    monkeypatch.setattr(model_table, "SAVED", tmp_path / "models.json")
+    assert report.models_section() == [f"## {model_table.HEADING}", markdown]
+    assert report.models_section(quick=True) == []
+    monkeypatch.setattr(model_table, "SAVED", tmp_path / "none.json")
+    assert report.models_section() == []
+
+
+def test_keyword_relevance_rules() -> None:
+    assert keywords.names_product("OPPO F19", "OPPOF19", "OPPO")  # run together
+    assert keywords.names_product("Apple", "MacBook Pro", "Apple")  # the brand
+    assert not keywords.names_product("iPhone X", "iPhone 9", "Apple")
+    assert keywords.names_product("L'Oreal", "Hyaluronic Acid Serum", "L'Oreal Paris")
+    titles = ["Nike Men Black Shoes", "Nike Women Red Top", "Nike Men Blue Tshirt", "Lino Perros Women Bag",
+              "Lino Perros Men Belt", "Lino Perros Women Wallet", "W Women Kurta", "W Women Top", "Puma Men Cap"]
+    assert keywords.fashion_brands(titles, count=5, min_products=2) == [("Nike", 3), ("Lino Perros", 3)]
+    assert keywords.title_holds("United Colors of Benetton Men Shirt", "united colors of benetton")
+    assert not keywords.title_holds("Leeway Men Shirt", "Lee")
+
+
+def test_keywords_section_compares_off_and_on(ctx: Context, fashion_store: Path) -> None:
+    from fashion_search.serve import ranking
+
+    weight = ranking.KEYWORD_WEIGHT
+    result = keywords.run_section(ctx, {"build": {"store": str(fashion_store), "products": 400}})
+    assert weight == ranking.KEYWORD_WEIGHT  # the bench's patch is undone
+    assert set(result["sets"]) == set(keywords.SETS) and result["configs"][0] == "off"
+    assert result["stores"]["fashion"]["store"] == str(fashion_store)  # it has a keyword index: used as it is
+    brands = result["sets"]["dummyjson_brands"]
+    assert brands["queries"] == len(keywords.DUMMYJSON_BRAND_QUERIES) and min(brands["relevant"]) >= 1
+    for s in result["sets"].values():
+        for config in result["configs"]:
+            assert 0.0 <= s["configs"][config]["P@5"] <= 1.0
+    assert result["verdict"]["best"] in result["configs"]
+    markdown = keywords.render(result, ctx)
+    assert "| query set | queries | measure | off | on, w=0.5 | on, w=1 | on, w=2 |" in markdown
+    assert "| (a) DummyJSON brand/model queries | 30 | P@5 capped |" in markdown
+    again = keywords.run_section(ctx, {"build": {"store": str(fashion_store), "products": 400}})
+    assert not again["stores"]["dummyjson"]["built"]  # this run's DummyJSON store is reused
