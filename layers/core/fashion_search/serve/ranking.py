@@ -101,7 +101,10 @@ def rank(live: LiveIndex, text: np.ndarray | None, image: np.ndarray | None, alp
     else:
         vector, cosine = (text, text_cos) if text is not None else (image, image_cos)
         assert vector is not None and cosine is not None
-        score = stats.standardise(vector, cosine)
+        # Standardising is monotone: a query nothing else moves keeps its cosine order (and skips the spread's
+        # matrix product, the costliest step of a plain query).
+        moved = bool(negatives) or bool(values) or bool(negative_text and keyword_text)
+        score = stats.standardise(vector, cosine) if moved else np.asarray(cosine, dtype=np.float64)
     for negative in negatives:
         score = score - np.maximum(0.0, stats.standardise(negative, vectors @ negative))
     if live.attributes is not None and keyword_text:
