@@ -29,7 +29,7 @@ from fashion_search.config import default_model_dir
 from fashion_search.model.bundle import BundleError, read_bundle
 
 RUN_ORDER = ("build", "encoders", "search", "filters", "e2e", "cold_start", "quality", "hybrid", "keywords", "cost",
-             "load")
+             "load", "scale")
 
 
 def _commit() -> str:

@@ -15,6 +15,10 @@ from urllib.parse import urlsplit
 
 # The API Gateway integration timeout of an HTTP API is 30 s; the Lambda must give up before it.
 MAX_SEARCH_TIMEOUT_S = 29
+# A Distributed Map runs at most 10,000 child executions at once.
+MAX_MAP_CONCURRENCY = 10_000
+# Products per build chunk: 100,000 take ~10 min of a 3 GB builder with the starter model (infra/README.md).
+MAX_CHUNK_SIZE = 100_000
 _STAGE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 _SCHEDULE = re.compile(r"^(rate|cron)\(.+\)$")
 
@@ -44,6 +48,10 @@ class DeploySettings:
     catalog_url: str = "https://dummyjson.com/products"
     catalog_limit: int | None = None
     keep_versions: int = 5
+    # The build state machine: chunks fetched and encoded at once (Distributed Map MaxConcurrency), and
+    # products per chunk (about a minute of a 3 GB builder with the starter model; infra/README.md).
+    build_concurrency: int = 10
+    build_chunk_size: int = 10_000
     reserved_concurrency: int | None = None
     provisioned_concurrency: int = 0
     throttle_rate: float = 50.0
@@ -76,6 +84,12 @@ class DeploySettings:
             raise ValueError(f"catalogLimit {self.catalog_limit}: must be positive")
         if self.keep_versions < 1:
             raise ValueError(f"keepVersions {self.keep_versions}: must keep at least the live version")
+        if not 1 <= self.build_concurrency <= MAX_MAP_CONCURRENCY:
+            raise ValueError(f"buildConcurrency {self.build_concurrency}: a Distributed Map runs 1-"
+                             f"{MAX_MAP_CONCURRENCY:,} child executions at once")
+        if not 1 <= self.build_chunk_size <= MAX_CHUNK_SIZE:
+            raise ValueError(f"buildChunkSize {self.build_chunk_size}: must be 1-{MAX_CHUNK_SIZE:,} products "
+                             "(a chunk must finish inside the builder's timeout)")
         if self.reserved_concurrency is not None and self.reserved_concurrency < 1:
             raise ValueError("reservedConcurrency: must be positive (0 or unset means unreserved)")
         if self.provisioned_concurrency < 0:
@@ -110,6 +124,8 @@ class DeploySettings:
             catalog_url=str(get("catalogUrl") or defaults.catalog_url),
             catalog_limit=None if limit is None else _as_int(limit, 0, "catalogLimit"),
             keep_versions=_as_int(get("keepVersions"), defaults.keep_versions, "keepVersions"),
+            build_concurrency=_as_int(get("buildConcurrency"), defaults.build_concurrency, "buildConcurrency"),
+            build_chunk_size=_as_int(get("buildChunkSize"), defaults.build_chunk_size, "buildChunkSize"),
             reserved_concurrency=reserved or None,
             provisioned_concurrency=_as_int(get("provisionedConcurrency"), 0, "provisionedConcurrency"),
             throttle_rate=_as_float(get("throttleRate"), defaults.throttle_rate, "throttleRate"),

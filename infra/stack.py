@@ -1,6 +1,7 @@
 """The whole fashion-search deployment as one CloudFormation stack.
 
-Data flow: EventBridge -> builder Lambda -> S3 index (versions/, thumbnails/, current.json);
+Data flow: EventBridge -> build state machine (plan -> Distributed Map of chunks -> merge, each a
+builder Lambda invocation) -> S3 index (staging/ while building; versions/, thumbnails/, current.json);
 browser -> CloudFront -> {site bucket, /thumbnails/* from the index bucket, /api/* -> HTTP API ->
 search Lambda -> S3 index}. Both Lambdas run the same container image (see infra/README.md).
 """
@@ -34,6 +35,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.settings import DeploySettings
@@ -48,6 +51,12 @@ INDEX_PREFIX = "index"
 SEARCH_CMD = ["handler.handler"]
 BUILDER_CMD = ["builder_handler.handler"]
 API_ROUTE = "/api/v1/{proxy+}"
+# Where the builder's plan step stages the chunk list the Distributed Map reads (build/staging.py's
+# staging/<version>/chunks.json under the store's prefix); the state machine may read nothing else.
+BUILD_ITEMS_KEYS = f"{INDEX_PREFIX}/staging/*/chunks.json"
+# Each chunk runs at most this many times (the first run and its retries) before the build fails.
+CHUNK_ATTEMPTS = 3
+BUILD_TIMEOUT = Duration.hours(24)
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 # CloudFront cannot update the policy of an imported bucket; we write the narrower statement ourselves.
 _IMPORTED_BUCKET_WARNING = "@aws-cdk/aws-cloudfront-origins:updateImportedBucketPolicyOac"
@@ -79,6 +88,7 @@ class FashionSearchStack(Stack):
 
         self.search_function = self._search_function(store_uri, site_origin)
         self.builder_function = self._builder_function(store_uri)
+        self.build_state_machine = self._build_state_machine(self.builder_function)
         self._route_api(self.search_function)
         self._schedule_reindex()
         self._deploy_site()
@@ -212,6 +222,7 @@ class FashionSearchStack(Stack):
             "FASHION_SEARCH_CATALOG": settings.catalog_url,
             "FASHION_SEARCH_MODEL": MODEL_DIR,
             "FASHION_SEARCH_KEEP_VERSIONS": str(settings.keep_versions),
+            "FASHION_SEARCH_CHUNK_SIZE": str(settings.build_chunk_size),
             **self._powertools_env("fashion-search-builder"),
         }
         if settings.catalog_limit is not None:
@@ -235,13 +246,111 @@ class FashionSearchStack(Stack):
             environment=environment,
         )
 
+    def _build_state_machine(self, builder: lambda_.IFunction) -> sfn.StateMachine:
+        """Plan -> Distributed Map over the plan's chunk list (one builder invocation per chunk, at most
+        buildConcurrency at once) -> Merge. A failed chunk is run again with backoff (chunks are
+        idempotent); one that fails CHUNK_ATTEMPTS times fails the map, which tolerates no failure, and
+        Abort then discards the build's staging folder: nothing is published, the live version stays."""
+        settings = self.settings
+        plan = tasks.LambdaInvoke(
+            self,
+            "Plan",
+            comment="Read the catalog once and stage it in chunks: {version, chunks, items_key}",
+            lambda_function=builder,
+            # The execution's input ({} from the schedule; "catalog"/"limit" to override), as a plan event.
+            payload=sfn.TaskInput.from_json_path_at(
+                sfn.JsonPath.json_merge(sfn.JsonPath.object_at("$"), sfn.JsonPath.string_to_json('{"action":"plan"}'))
+            ),
+            result_selector={
+                "version.$": "$.Payload.version",
+                "chunks.$": "$.Payload.chunks",
+                "items_key.$": "$.Payload.items_key",
+            },
+        )
+        chunk = tasks.LambdaInvoke(
+            self,
+            "Chunk",
+            comment="Fetch, decode and encode one chunk; stage its vectors and rows",
+            lambda_function=builder,
+            # Each child's output is its chunk number: the map's result stays tiny (MAX_CHUNKS of them).
+            output_path="$.Payload.chunk",
+        )
+        # After CDK's own retries of Lambda service errors: any failure (a timeout, a crash, a store
+        # error) runs the chunk again, with exponential backoff and jitter.
+        chunk.add_retry(
+            errors=[sfn.Errors.ALL],
+            interval=Duration.seconds(10),
+            max_attempts=CHUNK_ATTEMPTS - 1,
+            backoff_rate=3,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        chunks = _StrictDistributedMap(
+            self,
+            "Chunks",
+            comment="One builder invocation per chunk of the plan's list",
+            item_reader=sfn.S3JsonItemReader(
+                # The bucket by name, not as an IBucket: CDK would then grant s3:GetObject on the whole
+                # bucket; the statement below grants the chunk lists alone.
+                bucket_name_path=self.index_bucket.bucket_name,
+                key=sfn.JsonPath.string_at("$.items_key"),
+            ),
+            item_selector={
+                "action": "chunk",
+                "version": sfn.JsonPath.string_at("$.version"),
+                "chunk": sfn.JsonPath.number_at("$$.Map.Item.Value.chunk"),
+            },
+            max_concurrency=settings.build_concurrency,
+            map_execution_type=sfn.StateMachineType.STANDARD,  # a chunk may run 15 minutes; EXPRESS stops at 5
+            label="Chunks",
+            result_path=sfn.JsonPath.DISCARD,  # the merge reads the chunks' output from S3
+        )
+        chunks.item_processor(chunk)
+        merge = tasks.LambdaInvoke(
+            self,
+            "Merge",
+            comment="Build the index from every chunk's output and publish the version (refused if one is missing)",
+            lambda_function=builder,
+            payload=sfn.TaskInput.from_object({"action": "merge", "version": sfn.JsonPath.string_at("$.version")}),
+            result_selector={
+                "version.$": "$.Payload.version",
+                "products_indexed.$": "$.Payload.products_indexed",
+                "skipped.$": "$.Payload.skipped",
+                "encoded.$": "$.Payload.encoded",
+                "reused_embeddings.$": "$.Payload.reused_embeddings",
+                "seconds.$": "$.Payload.seconds",
+            },
+        )
+        abort = tasks.LambdaInvoke(
+            self,
+            "Abort",
+            comment="Discard the failed build's staging folder",
+            lambda_function=builder,
+            payload=sfn.TaskInput.from_object({"action": "abort", "version": sfn.JsonPath.string_at("$.version")}),
+            result_path=sfn.JsonPath.DISCARD,
+        ).next(sfn.Fail(self, "BuildFailed", error_path="$.error.Error", cause_path="$.error.Cause"))
+        chunks.add_catch(abort, result_path="$.error")
+        merge.add_catch(abort, result_path="$.error")
+        machine = sfn.StateMachine(
+            self,
+            "BuildStateMachine",
+            comment=f"fashion-search {settings.stage}: build and publish an index version (plan -> chunks -> merge)",
+            definition_body=sfn.DefinitionBody.from_chainable(plan.next(chunks).next(merge)),
+            timeout=BUILD_TIMEOUT,
+        )
+        items = self.index_bucket.arn_for_objects(BUILD_ITEMS_KEYS)
+        machine.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[items]))
+        return machine
+
     def _schedule_reindex(self) -> events.Rule:
         return events.Rule(
             self,
             "ReindexSchedule",
             description=f"fashion-search {self.settings.stage}: rebuild the index from the catalog",
             schedule=events.Schedule.expression(self.settings.reindex_schedule),
-            targets=[targets.LambdaFunction(self.builder_function, retry_attempts=2)],
+            # An empty input: the schedule's event would otherwise be the execution's input, and the
+            # plan step reads "catalog" and "limit" from it.
+            targets=[targets.SfnStateMachine(self.build_state_machine, input=events.RuleTargetInput.from_object({}),
+                                             retry_attempts=2)],
         )
 
     # ---------------------------------------------------------------- API
@@ -434,8 +543,20 @@ class FashionSearchStack(Stack):
         CfnOutput(self, "SiteBucketName", value=self.site_bucket.bucket_name)
         CfnOutput(self, "StoreUri", value=store_uri)
         CfnOutput(self, "BuilderFunctionName", value=self.builder_function.function_name,
-                  description="Invoke to build the index now")
+                  description="The builder (every step of a build; invoked without an action, a whole build)")
+        CfnOutput(self, "BuildStateMachineArn", value=self.build_state_machine.state_machine_arn,
+                  description="Start an execution to build the index now")
         CfnOutput(self, "SearchFunctionName", value=self.search_function.lambda_.function_name)
+
+
+class _StrictDistributedMap(sfn.DistributedMap):
+    """A Distributed Map that states ToleratedFailurePercentage 0: no failed chunk is tolerated. (It is
+    the default, but CDK renders the property only when it is not 0.)"""
+
+    def to_state_json(self, state_machine_query_language: sfn.QueryLanguage | None = None) -> dict[str, Any]:
+        rendered = dict(super().to_state_json(state_machine_query_language))
+        rendered["ToleratedFailurePercentage"] = 0
+        return rendered
 
 
 @jsii.implements(apigwv2.IAccessLogSettings)

@@ -12,7 +12,7 @@ from fashion_search.config import BuilderSettings, ServiceSettings, default_fron
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in ("STORE", "CATALOG", "MODEL", "LIMIT", "KEEP_VERSIONS", "IMAGE_HOSTS", "THREADS", "FRONTEND",
-                 "ALLOWED_ORIGINS", "CACHE_SIZE"):
+                 "ALLOWED_ORIGINS", "CACHE_SIZE", "CHUNK_SIZE"):
         monkeypatch.delenv(f"FASHION_SEARCH_{name}", raising=False)
     return monkeypatch
 
@@ -44,6 +44,34 @@ def test_builder_errors_say_what_to_set(clean_env: pytest.MonkeyPatch):
     clean_env.delenv("FASHION_SEARCH_LIMIT")
     with pytest.raises(ValueError, match="FASHION_SEARCH_STORE is not set"):
         BuilderSettings.from_env()
+
+
+def test_builder_steps_come_from_the_event(clean_env: pytest.MonkeyPatch):
+    """The state machine names a step in each event; chunk, merge and abort need no catalog."""
+    clean_env.setenv("FASHION_SEARCH_STORE", "s3://bucket/index")
+    clean_env.setenv("FASHION_SEARCH_CHUNK_SIZE", "2500")
+    version = "20261130T073724881729Z-0e71da"
+    chunk = BuilderSettings.from_env({"action": "chunk", "version": version, "chunk": 3})
+    assert (chunk.action, chunk.version, chunk.chunk) == ("chunk", version, 3)
+    assert (chunk.catalog, chunk.chunk_size) == ("", 2500)
+    merge = BuilderSettings.from_env({"action": "merge", "version": version, "chunk": 3})
+    assert (merge.action, merge.version, merge.chunk) == ("merge", version, None)
+    with pytest.raises(ValueError, match="FASHION_SEARCH_CATALOG"):
+        BuilderSettings.from_env({"action": "plan"})
+    clean_env.setenv("FASHION_SEARCH_CATALOG", "https://dummyjson.com/products")
+    plan = BuilderSettings.from_env({"action": "plan", "limit": 50, "version": version})
+    assert (plan.action, plan.limit, plan.version) == ("plan", 50, None)
+    assert BuilderSettings.from_env({}).action is None  # a whole build, as before
+    for event, message in [({"action": "build"}, "unknown action 'build'"),
+                           ({"action": "merge"}, "needs the build's \"version\""),
+                           ({"action": "chunk", "version": version}, "needs \"chunk\""),
+                           ({"action": "chunk", "version": version, "chunk": -1}, "needs \"chunk\""),
+                           ({"action": "chunk", "version": version, "chunk": True}, "needs \"chunk\"")]:
+        with pytest.raises(ValueError, match=message):
+            BuilderSettings.from_env(event)
+    clean_env.setenv("FASHION_SEARCH_CHUNK_SIZE", "0")
+    with pytest.raises(ValueError, match="CHUNK_SIZE"):
+        BuilderSettings.from_env({})
 
 
 def test_service_settings_from_env(clean_env: pytest.MonkeyPatch):

@@ -1,11 +1,14 @@
-"""The VectorIndex interface over its implementations (today FAISS HNSW), and open_index's choice by manifest."""
+"""The VectorIndex interface over its implementations (FAISS HNSW over float and over 8-bit vectors), and
+open_index's choice by manifest."""
 
 from __future__ import annotations
+
+import gc
 
 import numpy as np
 import pytest
 
-from fashion_search.index import KINDS, HnswParams, IndexUnusable, faiss_hnsw, open_index
+from fashion_search.index import KINDS, HnswParams, HnswSq8Params, IndexParams, IndexUnusable, faiss_hnsw, open_index
 
 
 def _unit(rows: int, dim: int = 16) -> np.ndarray:
@@ -13,19 +16,25 @@ def _unit(rows: int, dim: int = 16) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-@pytest.fixture(params=[HnswParams()], ids=lambda p: p.describe()["type"])
-def params(request: pytest.FixtureRequest) -> HnswParams:
+@pytest.fixture(params=[HnswParams(), HnswSq8Params()], ids=lambda p: p.describe()["type"])
+def params(request: pytest.FixtureRequest) -> IndexParams:
     return request.param
 
 
-def test_saved_and_opened_by_its_manifest_entry_it_answers_alike(params: HnswParams) -> None:
+def tolerance(params: IndexParams) -> float:
+    """How far a stored vector (and so a score) may be from the float one: 8-bit codes of 16-d random unit
+    vectors are off by up to ~half a step of a dimension's range (~1/500) per dimension."""
+    return 2e-2 if isinstance(params, HnswSq8Params) else 1e-5
+
+
+def test_saved_and_opened_by_its_manifest_entry_it_answers_alike(params: IndexParams) -> None:
     vectors = _unit(300)
     built = params.build(vectors)
     files = built.save()
     opened = open_index(params.describe(), files.__getitem__)
     assert params.describe()["type"] in KINDS and type(opened).kind == params.describe()["type"]
     assert (opened.dim, opened.ntotal) == (16, 300)
-    np.testing.assert_allclose(opened.vectors(np.array([4, 7])), vectors[[4, 7]], atol=1e-6)
+    np.testing.assert_allclose(opened.vectors(np.array([4, 7])), vectors[[4, 7]], atol=tolerance(params))
     scores, rows = opened.search(vectors[:20], 5)
     assert rows.shape == (20, 5) and (rows[:, 0] == np.arange(20)).mean() > 0.9
     assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
@@ -48,7 +57,7 @@ def test_allow_keeps_results_to_those_rows(params: HnswParams, strategy: str, mo
     assert rows.shape == (10, 8) and allow[rows].all() and (rows[::3, 0] == np.arange(0, 10, 3)).all()
     assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
     exact = np.sort(vectors[:10] @ vectors[allow].T, axis=1)[:, ::-1][:, :8]
-    np.testing.assert_allclose(scores, exact, atol=1e-5)  # the true filtered top 8
+    np.testing.assert_allclose(scores, exact, atol=tolerance(params))  # the true filtered top 8
     _, none = index.search(vectors[:2], 4, allow=np.zeros(300, dtype=bool))
     assert none.shape == (2, 0)  # nothing passes: no results
 
@@ -71,7 +80,7 @@ def test_a_filter_far_from_the_query_is_still_exact(params: HnswParams, monkeypa
     np.testing.assert_allclose(scores[0], exact, atol=5e-3)  # 8-bit codes: scores within their rounding
 
 
-def test_k_beyond_the_count_and_an_empty_index(params: HnswParams) -> None:
+def test_k_beyond_the_count_and_an_empty_index(params: IndexParams) -> None:
     index = params.build(_unit(3))
     _, rows = index.search(_unit(1), 10)
     assert rows.shape == (1, 3) and sorted(rows[0]) == [0, 1, 2]
@@ -86,3 +95,39 @@ def test_unknown_kinds_and_bad_data_are_refused_in_words() -> None:
     with pytest.raises(IndexUnusable, match=r"index\.faiss is not a FAISS index") as caught:
         open_index(HnswParams().describe(), lambda name: b"not an index at all")
     assert caught.value.__cause__ is not None  # FAISS's own words, for the log only
+
+
+def test_an_opened_index_lives_in_the_bytes_it_was_read_from(params: IndexParams) -> None:
+    """open() reads in place (zero-copy): the index keeps its buffer alive, whoever dropped the bytes."""
+    vectors = _unit(200)
+    held = [bytes(bytearray(params.build(vectors).save()["index.faiss"]))]
+    opened = open_index(params.describe(), lambda name: held.pop())  # then only the index holds the bytes
+    assert not held
+    gc.collect()
+    _, rows = opened.search(vectors[:20], 1)
+    assert (rows[:, 0] == np.arange(20)).mean() > 0.9
+    np.testing.assert_allclose(opened.vectors(np.arange(200)), vectors, atol=tolerance(params))
+
+
+def test_8bit_codes_store_a_quarter_of_the_float_bytes_and_keep_the_neighbours() -> None:
+    vectors = _unit(2000, dim=64)
+    flat, sq8 = HnswParams().build(vectors), HnswSq8Params().build(vectors)
+    flat_bytes, sq8_bytes = len(flat.save()["index.faiss"]), len(sq8.save()["index.faiss"])
+    # Same graph layout; each vector 64 bytes instead of 256 (plus the quantiser's two ranges per dimension).
+    assert flat_bytes - sq8_bytes == pytest.approx(2000 * 64 * 3, abs=64 * 8 + 256)
+    queries = _unit(50, dim=64)
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    _, rows = sq8.search(queries, 10)
+    assert np.mean([len(set(r) & set(e)) / 10 for r, e in zip(rows, exact, strict=True)]) > 0.9
+    assert np.abs(np.linalg.norm(sq8.vectors(np.arange(2000)), axis=1) - 1).max() < 1e-2
+    assert HnswSq8Params().describe() == {"type": "IndexHNSWSQ", "metric": "inner_product", "quantizer": "QT_8bit",
+                                          "m": 32, "ef_construction": 200, "ef_search": 256}
+
+
+def test_an_index_file_of_another_kind_is_refused_in_words() -> None:
+    flat = HnswParams().build(_unit(50)).save()
+    with pytest.raises(IndexUnusable, match=r"index\.faiss is not a FAISS HNSW index over scalar-quantised vectors "
+                                            r"\(it is a IndexHNSWFlat\)"):
+        open_index(HnswSq8Params().describe(), flat.__getitem__)
+    with pytest.raises(IndexUnusable, match=r"index\.faiss is not a FAISS index"):
+        open_index(HnswSq8Params().describe(), lambda name: b"not an index at all")

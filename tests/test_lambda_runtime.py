@@ -90,3 +90,56 @@ def test_builder_entry_point_publishes_a_version(tmp_path: Path, tiny_bundle: Pa
         output = proc.communicate()[0]
         api.stop()
     assert '"message":"index published"' in output  # structured logs reach the function's log stream
+
+
+def test_builder_steps_run_as_the_state_machine_invokes_them(tmp_path: Path, tiny_bundle: Path) -> None:
+    """plan -> one invocation per item of the plan's chunk list (the Distributed Map's events) -> merge, in
+    one execution environment, as warm Lambdas run them; a merge before the chunks finish is refused, and
+    a failed build's abort clears its staging folder."""
+    feed = write_feed(tmp_path / "feed.jsonl", 60)
+    store_dir = tmp_path / "store"
+    api, proc = start_runtime("builder", {"FASHION_SEARCH_STORE": str(store_dir),
+                                          "FASHION_SEARCH_MODEL": str(tiny_bundle), "FASHION_SEARCH_CATALOG": str(feed),
+                                          "FASHION_SEARCH_CHUNK_SIZE": "25"})
+    store = open_store(store_dir)
+    try:
+        kind, plan = api.wait(api.invoke({"action": "plan"}))
+        assert kind == "response", plan
+        assert plan["chunks"] == 3 and set(plan) == {"version", "chunks", "items_key"}
+        items = json.loads((store_dir / plan["items_key"]).read_bytes())  # what the ItemReader reads
+        assert items == [{"chunk": 0}, {"chunk": 1}, {"chunk": 2}]
+
+        kind, error = api.wait(api.invoke({"action": "merge", "version": plan["version"]}))
+        assert kind == "error" and error["errorType"] == "IncompleteBuild", error
+        assert "3 of 3 chunks have no output" in error["errorMessage"]
+        assert versions.read_pointer(store) is None
+
+        for item in reversed(items):  # in any order, as the map's child executions run
+            kind, done = api.wait(api.invoke({"action": "chunk", "version": plan["version"], **item}))
+            assert kind == "response", done
+            assert (done["chunk"], done["indexed"], done["encoded"]) == (item["chunk"], 20, 20)
+        kind, again = api.wait(api.invoke({"action": "chunk", "version": plan["version"], "chunk": 1}))  # a retry
+        assert kind == "response" and again["chunk"] == 1  # recognised as done
+
+        kind, summary = api.wait(api.invoke({"action": "merge", "version": plan["version"]}))
+        assert kind == "response", summary
+        assert (summary["products_indexed"], summary["chunks"], summary["version"]) == (60, 3, plan["version"])
+        pointer = versions.read_pointer(store)
+        assert pointer is not None and pointer.version == plan["version"]
+        assert list(store.list(versions.STAGING_PREFIX)) == []
+
+        kind, failed = api.wait(api.invoke({"action": "plan", "limit": 10}))
+        kind, aborted = api.wait(api.invoke({"action": "abort", "version": failed["version"]}))
+        assert kind == "response" and aborted["files_discarded"] > 0
+        assert list(store.list(versions.STAGING_PREFIX)) == []
+
+        kind, error = api.wait(api.invoke({"action": "chunk", "version": "../../current", "chunk": 0}))
+        assert kind == "error" and "not a build's version id" in error["errorMessage"]
+        kind, error = api.wait(api.invoke({"action": "rebuild"}))
+        assert kind == "error" and "unknown action 'rebuild'" in error["errorMessage"]
+        assert versions.read_pointer(store) == pointer
+    finally:
+        proc.kill()
+        output = proc.communicate()[0]
+        api.stop()
+    assert '"message":"build planned"' in output and '"message":"chunk done"' in output

@@ -50,6 +50,18 @@ def test_modification_times_and_leftovers(store: ObjectStore) -> None:
     assert list(store.list()) == ["versions/a/x.bin"]
 
 
+def test_ranged_reads(store: ObjectStore) -> None:
+    """What a build chunk reads the live version's vectors by: byte ranges of one object."""
+    data = bytes(range(256)) * 16
+    store.put("versions/a/embeddings.npy", data)
+    assert store.get_range("versions/a/embeddings.npy", 0, 10) == data[:10]
+    assert store.get_range("versions/a/embeddings.npy", 1000, 300) == data[1000:1300]
+    assert store.get_range("versions/a/embeddings.npy", len(data) - 5, 100) == data[-5:]  # fewer at the end
+    assert store.get_range("versions/a/embeddings.npy", len(data) + 10, 100) == b""  # none past it
+    with pytest.raises(KeyNotFound):
+        store.get_range("versions/a/missing.npy", 0, 10)
+
+
 def test_large_objects_round_trip(store: ObjectStore) -> None:
     data = bytes(range(256)) * (80 << 12)  # 20 MB: S3 downloads it in parallel ranges
     store.put("big.bin", data)

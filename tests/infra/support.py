@@ -25,6 +25,8 @@ CROSS_ORIGIN = {
     "reindexSchedule": "cron(0 3 * * ? *)",
     "catalogUrl": "https://fakestoreapi.com/products",
     "catalogLimit": "100",
+    "buildConcurrency": "50",
+    "buildChunkSize": "5000",
 }
 
 Synth = Callable[..., FashionSearchStack]

@@ -36,6 +36,8 @@ def test_command_line_strings_are_parsed() -> None:
         "reservedConcurrency": "0",
         "provisionedConcurrency": "1",
         "catalogLimit": "250",
+        "buildConcurrency": "40",
+        "buildChunkSize": "2500",
     }))
     assert settings.stage == "prod"
     assert settings.search_memory_mb == 3008
@@ -45,6 +47,7 @@ def test_command_line_strings_are_parsed() -> None:
     assert settings.reserved_concurrency is None  # 0 means unreserved
     assert settings.provisioned_concurrency == 1
     assert settings.catalog_limit == 250
+    assert (settings.build_concurrency, settings.build_chunk_size) == (40, 2500)
 
 
 def test_origins_may_be_a_json_list_too() -> None:
@@ -71,6 +74,10 @@ def test_origins_may_be_a_json_list_too() -> None:
     ({"reservedConcurrency": "2", "provisionedConcurrency": "3"}, "provisionedConcurrency"),
     ({"sameOriginApi": "maybe"}, "sameOriginApi"),
     ({"throttleBurst": "0"}, "throttle"),
+    ({"buildConcurrency": "0"}, "buildConcurrency"),
+    ({"buildConcurrency": "10001"}, "buildConcurrency"),
+    ({"buildChunkSize": "0"}, "buildChunkSize"),
+    ({"buildChunkSize": "many"}, "buildChunkSize"),
 ])
 def test_invalid_values_fail_the_synth_naming_the_key(context: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -105,6 +105,7 @@ def test_builder_runs_the_pipeline_for_up_to_15_minutes(template: Template) -> N
     assert env["FASHION_SEARCH_CATALOG"] == "https://dummyjson.com/products"
     assert env["FASHION_SEARCH_KEEP_VERSIONS"] == "5"
     assert env["FASHION_SEARCH_MODEL"] == MODEL_DIR
+    assert env["FASHION_SEARCH_CHUNK_SIZE"] == "10000"
     assert "FASHION_SEARCH_LIMIT" not in env
 
 
@@ -113,6 +114,7 @@ def test_builder_catalog_is_configuration(cross_origin: Template) -> None:
     env = builder["Properties"]["Environment"]["Variables"]
     assert env["FASHION_SEARCH_CATALOG"] == "https://fakestoreapi.com/products"
     assert env["FASHION_SEARCH_LIMIT"] == "100"
+    assert env["FASHION_SEARCH_CHUNK_SIZE"] == "5000"
 
 
 def test_functions_log_to_their_own_log_groups_with_retention(template: Template) -> None:
@@ -125,19 +127,23 @@ def test_functions_log_to_their_own_log_groups_with_retention(template: Template
 # ------------------------------------------------------------------ schedule
 
 
-def test_schedule_rule_targets_the_builder(template: Template) -> None:
-    builder_id, _ = _function(template, BUILDER_CMD)
-    rule_id, _ = _one(template, "AWS::Events::Rule", {
+def test_schedule_starts_the_build_state_machine(template: Template) -> None:
+    machine_id, _ = _one(template, "AWS::StepFunctions::StateMachine")
+    _, rule = _one(template, "AWS::Events::Rule", {
         "ScheduleExpression": "rate(1 day)",
         "State": "ENABLED",
-        "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [builder_id, "Arn"]}})],
+        "Targets": [Match.object_like({"Arn": {"Ref": machine_id}})],
     })
-    template.has_resource_properties("AWS::Lambda::Permission", {
-        "Action": "lambda:InvokeFunction",
-        "FunctionName": {"Fn::GetAtt": [builder_id, "Arn"]},
-        "Principal": "events.amazonaws.com",
-        "SourceArn": {"Fn::GetAtt": [rule_id, "Arn"]},
-    })
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Input"] == "{}"  # not the scheduled event: the plan step reads "catalog" and "limit" from it
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 2}
+    role_id = target["RoleArn"]["Fn::GetAtt"][0]
+    _, policy = _one(template, "AWS::IAM::Policy", {"Roles": [{"Ref": role_id}]})
+    assert policy["Properties"]["PolicyDocument"]["Statement"] == [
+        {"Action": "states:StartExecution", "Effect": "Allow", "Resource": {"Ref": machine_id}}
+    ]
+    # The schedule no longer invokes the builder directly.
+    assert not template.find_resources("AWS::Lambda::Permission", {"Properties": {"Principal": "events.amazonaws.com"}})
 
 
 def test_schedule_comes_from_context(cross_origin: Template) -> None:

@@ -19,13 +19,16 @@ from .build.fetch import FetchOptions
 from .build.progress import Progress
 from .config import default_frontend_dir, default_model_dir, models_dir
 from .errors import FashionSearchError
-from .index import HnswParams
+from .index import HnswParams, HnswSq8Params
 from .store.base import StoreError
 from .store.versions import DEAD_BUILD_SECONDS
 
 if TYPE_CHECKING:
     from .serve.query import SearchResult
     from .serve.service import SearchService
+
+# `build --index`: the kinds of vector index a version may hold (the default first).
+INDEX_KINDS: dict[str, type[HnswParams] | type[HnswSq8Params]] = {"hnsw": HnswParams, "hnsw-sq8": HnswSq8Params}
 
 
 def _print_json(obj: object) -> None:
@@ -37,19 +40,30 @@ def _build(args: argparse.Namespace) -> int:
     from .model.embedder import Embedder
     from .store import open_store
 
+    chunks = args.chunks or args.workers or 1
+    if args.workers and chunks < args.workers:
+        raise ValueError(f"--chunks {chunks} leaves workers idle: give at least --workers ({args.workers}) chunks")
     options = BuildOptions(
         limit=args.limit,
-        index=HnswParams(m=args.hnsw_m, ef_construction=args.ef_construction, ef_search=args.ef_search),
+        index=INDEX_KINDS[args.index](m=args.hnsw_m, ef_construction=args.ef_construction,
+                                      ef_search=args.ef_search),
         fetch=FetchOptions(concurrency=args.concurrency, timeout=args.timeout, retries=args.retries,
                            image_hosts=tuple(args.image_host)),
         catalog=CatalogOptions(max_products=args.max_products, max_pages=args.max_pages,
                                image_roots=tuple(Path(d) for d in args.allow_images_under)),
         keep_versions=args.keep,
         incremental=not args.full,
+        chunks=chunks,
     )
-    embedder = Embedder(args.model)
-    summary = asyncio.run(build_index(args.catalog, open_store(args.store), embedder, options,
-                                      Progress(enabled=not args.quiet)))
+    progress = Progress(enabled=not args.quiet)
+    if args.workers:  # plan here, chunks in worker processes (as the state machine runs them), merge here
+        from .build.workers import build_with_workers
+
+        summary = build_with_workers(args.catalog, args.store, args.model, options, args.workers,
+                                     args.chunk_retries, progress)
+    else:  # plan, the chunks one after another, merge: all in this process
+        summary = asyncio.run(build_index(args.catalog, open_store(args.store), Embedder(args.model), options,
+                                          progress))
     _print_json(dataclasses.asdict(summary))
     return 0
 
@@ -262,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--limit", type=_positive, help="index only the first N products")
     build.add_argument("--keep", type=_positive, help="after publishing, prune all but the last N versions")
     build.add_argument("--full", action="store_true", help="re-encode every image (no reuse)")
+    build.add_argument("--index", choices=list(INDEX_KINDS), default="hnsw",
+                       help="hnsw: HNSW over float32 vectors; hnsw-sq8: over 8-bit codes, a third of the "
+                            "memory for large catalogs (README, Scale)")
     build.add_argument("--hnsw-m", type=_positive, default=HnswParams.m)
     build.add_argument("--ef-construction", type=_positive, default=HnswParams.ef_construction)
     build.add_argument("--ef-search", type=_positive, default=HnswParams.ef_search)
@@ -277,6 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="refuse a catalog with more entries than this")
     build.add_argument("--max-pages", type=_positive, default=CatalogOptions.max_pages,
                        help="refuse an API catalog that needs more page requests than this")
+    build.add_argument("--workers", type=_positive, metavar="N",
+                       help="fetch and encode the chunks in N worker processes, as the state machine's Lambdas "
+                            "do (default: all in this process)")
+    build.add_argument("--chunks", type=_positive, metavar="M",
+                       help="split the catalog into M chunks (default: one per worker, else 1)")
+    build.add_argument("--chunk-retries", type=int, choices=range(0, 11), metavar="0..10", default=2,
+                       help="with --workers: run a chunk whose worker failed or died again up to this many times")
     build.add_argument("--quiet", action="store_true", help="no progress on stderr")
     build.set_defaults(run=_build)
 
@@ -322,8 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--store", required=True)
     prune.add_argument("--keep", type=_positive, required=True)
     prune.add_argument("--grace-minutes", type=float, default=DEAD_BUILD_SECONDS / 60,
-                       help="incomplete versions and temporary files untouched for longer are a dead build's "
-                            "and are deleted (younger ones may be a build in progress)")
+                       help="incomplete versions, staging folders and temporary files untouched for longer are "
+                            "a dead build's and are deleted (younger ones may be a build in progress)")
     prune.set_defaults(run=_prune)
     return parser
 

@@ -15,6 +15,11 @@ from typing import Any
 
 ENV_PREFIX = "FASHION_SEARCH_"
 DEFAULT_KEEP_VERSIONS = 5
+# Products per chunk when the state machine fans a build out: about a minute of a 3 GB builder Lambda's
+# time with the starter model (infra/README.md), far inside its 15 minutes.
+DEFAULT_CHUNK_SIZE = 10_000
+# The builder Lambda's steps under the state machine (an event without "action" runs a whole build).
+BUILDER_ACTIONS = ("plan", "chunk", "merge", "abort")
 
 
 def env(name: str, default: str = "") -> str:
@@ -89,23 +94,46 @@ class BuilderSettings:
     """The index builder Lambda's (functions/builder); the CLI's `build` takes the same as flags."""
 
     store: str
-    catalog: str
+    catalog: str  # "" for the steps that do not read it (chunk, merge, abort)
     model: Path = field(default_factory=default_model_dir)
     limit: int | None = None  # index only the first N products
     keep_versions: int | None = DEFAULT_KEEP_VERSIONS
     image_hosts: tuple[str, ...] = ()  # hosts image URLs must be on (empty: any)
+    chunk_size: int = DEFAULT_CHUNK_SIZE  # products per chunk when the plan step splits a catalog
+    # The step this invocation runs for the state machine: "plan", "chunk" (`chunk` of build `version`),
+    # "merge" or "abort" (of build `version`); None runs a whole build.
+    action: str | None = None
+    version: str | None = None
+    chunk: int | None = None
 
     @classmethod
     def from_env(cls, event: dict[str, Any] | None = None) -> BuilderSettings:
-        """FASHION_SEARCH_STORE, _CATALOG (required, or the event's "catalog"), _MODEL, _LIMIT (or the event's
-        "limit"), _KEEP_VERSIONS (default 5; 0 keeps all), _IMAGE_HOSTS (comma-separated)."""
+        """FASHION_SEARCH_STORE, _CATALOG (required to plan or build, or the event's "catalog"), _MODEL, _LIMIT
+        (or the event's "limit"), _KEEP_VERSIONS (default 5; 0 keeps all), _IMAGE_HOSTS (comma-separated),
+        _CHUNK_SIZE (default 10,000). The event's "action" names a step of the state machine: "plan";
+        "chunk" with "version" and "chunk"; "merge" or "abort" with "version"."""
         event = event or {}
+        action = event.get("action")
+        if action is not None and action not in BUILDER_ACTIONS:
+            raise ValueError(f"unknown action {action!r}: expected one of {', '.join(BUILDER_ACTIONS)} (or none, "
+                             "for a whole build)")
         catalog = event.get("catalog") or env("CATALOG")
-        if not catalog or not isinstance(catalog, str):
+        if action in (None, "plan") and (not catalog or not isinstance(catalog, str)):
             raise ValueError(f"no catalog: set {ENV_PREFIX}CATALOG or invoke with {{\"catalog\": \"...\"}}")
+        version = event.get("version")
+        if action in ("chunk", "merge", "abort") and (not version or not isinstance(version, str)):
+            raise ValueError(f"action {action!r} needs the build's \"version\" (the plan step's answer)")
+        chunk = event.get("chunk")
+        if action == "chunk" and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0):
+            raise ValueError(f"action 'chunk' needs \"chunk\", a chunk number (0 or more), got {chunk!r}")
         limit = event.get("limit") or _env_int("LIMIT")
         keep = _env_int("KEEP_VERSIONS")
-        return cls(store=_required_store(), catalog=catalog, model=default_model_dir(),
-                   limit=int(limit) if limit else None,
+        chunk_size = _env_int("CHUNK_SIZE")
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"{ENV_PREFIX}CHUNK_SIZE={chunk_size}: a chunk holds at least 1 product")
+        return cls(store=_required_store(), catalog=catalog if isinstance(catalog, str) else "",
+                   model=default_model_dir(), limit=int(limit) if limit else None,
                    keep_versions=DEFAULT_KEEP_VERSIONS if keep is None else keep or None,
-                   image_hosts=_env_list("IMAGE_HOSTS"))
+                   image_hosts=_env_list("IMAGE_HOSTS"), chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
+                   action=action, version=version if action in ("chunk", "merge", "abort") else None,
+                   chunk=chunk if action == "chunk" else None)

@@ -8,10 +8,12 @@ from typing import TextIO
 
 
 class Progress:
-    def __init__(self, stream: TextIO | None = None, *, enabled: bool = True, log_every: float = 5.0) -> None:
+    def __init__(self, stream: TextIO | None = None, *, enabled: bool = True, log_every: float = 5.0,
+                 live: bool | None = None) -> None:
         self.stream = stream or sys.stderr
         self.enabled = enabled
-        self.live = enabled and self.stream.isatty()
+        # A live line redraws itself on a terminal; processes that share one (build workers) log lines.
+        self.live = enabled and (self.stream.isatty() if live is None else live)
         self.log_every = log_every
         self._stage = ""
         self._total = 0

@@ -1,4 +1,5 @@
-"""Vector indexes behind one small interface (base.VectorIndex); FAISS HNSW is today's only kind.
+"""Vector indexes behind one small interface (base.VectorIndex): FAISS HNSW over float vectors (the default)
+and over 8-bit scalar-quantised ones (faiss_hnsw_sq.py).
 
 A version's manifest records which kind built its index ("type"); open_index() opens it with that
 kind's implementation. Imports nothing of ours but errors.
@@ -11,9 +12,10 @@ from typing import Any
 
 from .base import IndexParams, IndexUnusable, ReadFile, VectorIndex
 from .faiss_hnsw import FaissHnswIndex, HnswParams
+from .faiss_hnsw_sq import FaissHnswSqIndex, HnswSq8Params
 
 # The manifest's index "type" -> its implementation.
-KINDS: dict[str, type[VectorIndex]] = {FaissHnswIndex.kind: FaissHnswIndex}
+KINDS: dict[str, type[VectorIndex]] = {FaissHnswIndex.kind: FaissHnswIndex, FaissHnswSqIndex.kind: FaissHnswSqIndex}
 
 
 def open_index(spec: Mapping[str, Any], read: ReadFile) -> VectorIndex:
@@ -25,5 +27,5 @@ def open_index(spec: Mapping[str, Any], read: ReadFile) -> VectorIndex:
     return implementation.open(spec, read)
 
 
-__all__ = ["KINDS", "FaissHnswIndex", "HnswParams", "IndexParams", "IndexUnusable", "ReadFile", "VectorIndex",
-           "open_index"]
+__all__ = ["KINDS", "FaissHnswIndex", "FaissHnswSqIndex", "HnswParams", "HnswSq8Params", "IndexParams", "IndexUnusable",
+           "ReadFile", "VectorIndex", "open_index"]

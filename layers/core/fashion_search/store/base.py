@@ -25,6 +25,10 @@ class ObjectStore(Protocol):
 
     def get(self, key: str) -> bytes: ...
 
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """Up to `length` bytes of the object from byte `start` (fewer at its end, none past it)."""
+        ...
+
     def put(self, key: str, data: bytes, *, content_type: str | None = None,
             cache_control: str | None = None) -> None: ...
 

@@ -29,6 +29,14 @@ class LocalStore:
         except (FileNotFoundError, IsADirectoryError):
             raise KeyNotFound(key) from None
 
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        try:
+            with self.path(key).open("rb") as f:
+                f.seek(start)
+                return f.read(length)
+        except (FileNotFoundError, IsADirectoryError):
+            raise KeyNotFound(key) from None
+
     def put(self, key: str, data: bytes, *, content_type: str | None = None,
             cache_control: str | None = None) -> None:
         """Write to a temporary file beside the target, then rename: atomic on POSIX."""

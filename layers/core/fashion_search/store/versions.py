@@ -6,6 +6,8 @@ Layout under the store root::
     versions/<id>/manifest.json     written last: a version without it is incomplete
     versions/<id>/index.faiss, embeddings.npy, products.jsonl, records.jsonl, skipped.jsonl
     thumbnails/<sha256>.webp        content-addressed, shared by versions, never rewritten
+    staging/<id>/...                a build in progress: its plan, each chunk's input and output
+                                    (build/staging.py); deleted once the version is published
 
 A build writes a new version folder, then moves the pointer with one atomic put. Readers follow
 the pointer, so they see the old version or the new one, never a mix; a build that dies before
@@ -32,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 POINTER_KEY = "current.json"
 VERSIONS_PREFIX = "versions/"
+STAGING_PREFIX = "staging/"
 THUMBNAILS_PREFIX = "thumbnails/"
 MANIFEST = "manifest.json"
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -80,6 +83,11 @@ def new_version_id() -> str:
 
 def version_key(version: str, name: str) -> str:
     return f"{VERSIONS_PREFIX}{version}/{name}"
+
+
+def staging_key(version: str, name: str) -> str:
+    """Where a build in progress keeps `name` (its plan, chunk inputs and outputs) until it publishes."""
+    return f"{STAGING_PREFIX}{version}/{name}"
 
 
 def thumbnail_key(image_sha256: str) -> str:
@@ -174,10 +182,15 @@ def _thumbnails_of(store: ObjectStore, version: str) -> Iterable[str]:
     return (json.loads(line)["thumbnail"] for line in lines if line)
 
 
-def _last_write(store: ObjectStore, version: str) -> float:
-    """When the newest file of a version was written (0 when it has none left)."""
+def list_staged(store: ObjectStore) -> list[str]:
+    """The ids of the builds that have a staging folder (in progress, failed or killed), sorted."""
+    return sorted({key.removeprefix(STAGING_PREFIX).partition("/")[0] for key in store.list(STAGING_PREFIX)})
+
+
+def _last_write(store: ObjectStore, version: str, prefix: str = VERSIONS_PREFIX) -> float:
+    """When the newest file of a version (or of its staging folder) was written (0 when it has none left)."""
     times = [0.0]
-    for key in store.list(f"{VERSIONS_PREFIX}{version}/"):
+    for key in store.list(f"{prefix}{version}/"):
         try:
             times.append(store.last_modified(key))
         except KeyNotFound:  # deleted meanwhile
@@ -193,9 +206,11 @@ def prune(store: ObjectStore, keep: int, grace_seconds: float = DEAD_BUILD_SECON
     at its very end, manifest last, so one whose newest file is older than `grace_seconds` was killed
     (or ran out of memory or time). A younger one may be another process's upload in progress and is
     left alone, be it older or newer than the live version (a build that started first can finish
-    last). Temporary files (local store) older than `grace_seconds` are dead writes too. Unused
-    thumbnails are deleted only when no incomplete version remains, as a build in progress may
-    reference them.
+    last). Staging folders likewise: a build stages its plan first and each chunk's output as the
+    chunk ends, so one untouched for `grace_seconds` is a dead build's (counted as a deleted version),
+    and the staging folder of a published version is a leftover whatever its age. Temporary files
+    (local store) older than `grace_seconds` are dead writes too. Unused thumbnails are deleted only
+    when no incomplete version or staged build remains, as a build in progress may reference them.
     """
     if keep < 1:
         raise ValueError("keep must be at least 1")
@@ -211,10 +226,18 @@ def prune(store: ObjectStore, keep: int, grace_seconds: float = DEAD_BUILD_SECON
               if v not in kept and (done or _last_write(store, v) < cutoff)]
     for version in doomed:
         store.delete(list(store.list(f"{VERSIONS_PREFIX}{version}/")))
+    staged = list_staged(store)
+    dead_staged = [v for v in staged
+                   if versions.get(v) or _last_write(store, v, STAGING_PREFIX) < cutoff]
+    for version in dead_staged:
+        store.delete(list(store.list(f"{STAGING_PREFIX}{version}/")))
+    dead_builds = {v for v in dead_staged if not versions.get(v)} - set(doomed)
     temporaries = store.remove_stale_temporaries(cutoff)
     used = {t for v in kept for t in _thumbnails_of(store, v)}
     in_progress = [v for v, done in versions.items() if not done and v not in doomed]
+    in_progress += [v for v in staged if v not in dead_staged]
     stale = [] if in_progress else [k for k in store.list(THUMBNAILS_PREFIX) if k not in used]
     store.delete(stale)
-    return {"versions_deleted": len(doomed), "versions_kept": len(kept), "thumbnails_deleted": len(stale),
+    return {"versions_deleted": len(doomed) + len(dead_builds), "versions_kept": len(kept),
+            "thumbnails_deleted": len(stale),
             "temp_files_deleted": temporaries}

@@ -1,0 +1,73 @@
+"""FAISS HNSW over 8-bit scalar-quantised vectors (`IndexHNSWSQ`, QT_8bit, inner product): the compressed
+VectorIndex, for catalogs whose float vectors no longer fit one search function.
+
+Each dimension of a stored vector is one byte, on a scale from that dimension's minimum to its maximum over
+the vectors the index was built from (FAISS's QT_8bit, trained at build time): 896 bytes a vector at 896
+dimensions instead of 3,584, next to the graph's ~270 bytes at M=32. Queries stay float32; the graph's
+scores, `vectors()` and the exact scoring of a selective filter read the dequantised vectors, which are
+within ~1e-3 of unit length and of the float ones' cosines. There is no re-rank with the float vectors:
+keeping them anywhere the function can read per query (memory, /tmp) would cost what quantising saves, and
+the recall lost to quantisation is small against the graph's own (BENCHMARKS.md, "Scale").
+
+Same file name (`index.faiss`), filtered search and zero-copy open as FAISS HNSW (faiss_hnsw.py); the
+manifest's "type" (`IndexHNSWSQ`) tells them apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import faiss
+import numpy as np
+
+from .base import IndexUnusable
+from .faiss_hnsw import FILE, FaissHnswIndex, _read_in_place
+
+QUANTIZER = "QT_8bit"
+
+
+@dataclass(frozen=True)
+class HnswSq8Params:
+    """Graph degree and beam widths, as HnswParams; the vectors are stored as 8-bit codes."""
+
+    m: int = 32
+    ef_construction: int = 200
+    ef_search: int = 256
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def build(self, vectors: np.ndarray) -> FaissHnswSqIndex:
+        """An HNSW graph over `vectors` quantised to 8 bits a dimension (rows L2-normalised; row i gets id i)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        index = faiss.IndexHNSWSQ(vectors.shape[1], getattr(faiss.ScalarQuantizer, QUANTIZER), self.m,
+                                  faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = self.ef_construction
+        index.hnsw.efSearch = self.ef_search
+        if len(vectors):
+            index.train(vectors)  # each dimension's range, from every vector: nothing added later falls outside
+            index.add(vectors)
+        return FaissHnswSqIndex(index)
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": FaissHnswSqIndex.kind, "metric": "inner_product", "quantizer": QUANTIZER, **self.as_dict()}
+
+    def __str__(self) -> str:
+        return (f"HNSW over 8-bit scalar-quantised vectors, M={self.m}, efConstruction={self.ef_construction}, "
+                f"efSearch={self.ef_search}")
+
+
+class FaissHnswSqIndex(FaissHnswIndex):
+    """A FAISS `IndexHNSWSQ` behind the VectorIndex interface: FaissHnswIndex's search, over 8-bit codes."""
+
+    kind: ClassVar[str] = "IndexHNSWSQ"
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> FaissHnswSqIndex:
+        """The index serialised in `data`, searched in place; IndexUnusable when it is not an HNSW-SQ index."""
+        index, buffer = _read_in_place(data)
+        if not isinstance(index, faiss.IndexHNSWSQ):
+            raise IndexUnusable(f"{FILE} is not a FAISS HNSW index over scalar-quantised vectors "
+                                f"(it is a {type(index).__name__})")
+        return cls(index, buffer)
