@@ -36,12 +36,14 @@ def words(text: str) -> list[str]:
 
 
 _ANALYZER = "words"  # registered with each index: tantivy stores the analyzer's name, not the analyzer
+_ROW = "row"
 
 
 def _schema() -> tantivy.Schema:
     builder = tantivy.SchemaBuilder()
     for name in _FIELDS:
         builder.add_text_field(name, stored=False, tokenizer_name=_ANALYZER)
+    builder.add_unsigned_field(_ROW, stored=False, indexed=False, fast=True)  # the product's row, whatever segment
     return builder.build()
 
 
@@ -54,7 +56,8 @@ def _with_analyzer(index: tantivy.Index) -> tantivy.Index:
 
 
 class KeywordIndex:
-    """BM25 over the products' rows; a product's row is its document's position (one segment, in row order)."""
+    """BM25 over the products' rows (each document carries its row as a fast field: a big catalog is indexed
+    in several segments, whose document ids are not rows)."""
 
     def __init__(self, index: tantivy.Index, folder: tempfile.TemporaryDirectory[str]) -> None:
         self._index = index
@@ -67,16 +70,17 @@ class KeywordIndex:
         """An index of (title, brand, category) per row, in row order."""
         folder = tempfile.TemporaryDirectory(prefix="keywords-")
         index = _with_analyzer(tantivy.Index(_schema(), path=folder.name))
-        writer = index.writer(heap_size=128_000_000, num_threads=1)  # one thread, one segment: doc id = row
-        for title, brand, category in documents:
-            writer.add_document(tantivy.Document(title=title, brand=brand or "", category=category or ""))
+        writer = index.writer(heap_size=128_000_000, num_threads=1)
+        for row, (title, brand, category) in enumerate(documents):
+            document = tantivy.Document(title=title, brand=brand or "", category=category or "")
+            document.add_unsigned(_ROW, row)
+            writer.add_document(document)
         writer.commit()
         writer.wait_merging_threads()
         index.reload()
         built = cls(index, folder)
-        searcher = built._searcher
-        if searcher.num_docs != len(documents) or searcher.num_segments > 1:
-            raise RuntimeError(f"keyword index: {searcher.num_docs} documents in {searcher.num_segments} segments")
+        if built._searcher.num_docs != len(documents):
+            raise RuntimeError(f"keyword index: {built._searcher.num_docs} documents of {len(documents)}")
         return built
 
     def save(self) -> dict[str, bytes]:
@@ -100,17 +104,18 @@ class KeywordIndex:
             index = _with_analyzer(tantivy.Index.open(folder.name))
             index.parse_query("probe", list(_FIELDS))  # ValueError unless it has these fields
             built = cls(index, folder)
+            built._searcher.fast_field_values(_ROW, [])  # ... and its rows
         except (tarfile.TarError, OSError, ValueError) as exc:
             folder.cleanup()
             raise ValueError(f"{FILE} is not a keyword index ({exc})") from None
-        if built._searcher.num_segments > 1:
-            raise ValueError(f"{FILE} is not a keyword index (more than one segment)")
         return built
 
     def _search(self, query: str, k: int) -> list[tuple[float, int]]:
         with self._lock:  # one searcher, queries of microseconds
             parsed = self._index.parse_query(query, list(_FIELDS), field_boosts=_BOOSTS)
-            return [(score, address.doc) for score, address in self._searcher.search(parsed, k).hits]
+            hits = self._searcher.search(parsed, k).hits
+            rows = self._searcher.fast_field_values(_ROW, [address for _, address in hits])
+            return [(score, int(row)) for (score, _), row in zip(hits, rows, strict=True)]  # type: ignore[arg-type]
 
     def search(self, text: str, k: int, allow: np.ndarray | None = None,
                exclude: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
