@@ -27,8 +27,8 @@ CHANGED_SHARE = 0.01
 _STAGE = re.compile(r"^(?P<stage>.+?): done in (?P<seconds>[\d.]+)s")
 
 
-def copy_feed(feed: Path, out: Path, limit: int | None = None) -> list[dict[str, Any]]:
-    """The feed's rows (the first `limit`) with image paths made absolute, written to `out`."""
+def feed_rows(feed: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """The feed's rows (the first `limit`), as JSON objects."""
     rows = []
     with feed.open(encoding="utf-8") as f:
         for line in f:
@@ -36,6 +36,12 @@ def copy_feed(feed: Path, out: Path, limit: int | None = None) -> list[dict[str,
                 rows.append(json.loads(line))
             if limit is not None and len(rows) >= limit:
                 break
+    return rows
+
+
+def copy_feed(feed: Path, out: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """The feed's rows (the first `limit`) with image paths made absolute, written to `out`."""
+    rows = feed_rows(feed, limit)
     for row in rows:
         row["image"] = str((feed.parent / row["image"]).resolve())
     write_feed(rows, out)

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.build import feed_rows
 from bench.common import Context, log, ms, percentiles, table
 
 WEIGHTS = (0.5, 1.0, 2.0)
@@ -185,21 +186,11 @@ class QuerySet:
     ks: tuple[int, ...]
 
 
-def _feed_rows(feed: Path, limit: int | None = None) -> list[dict[str, Any]]:
-    rows = []
-    with feed.open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                rows.append(json.loads(line))
-            if limit is not None and len(rows) >= limit:
-                break
-    return rows
-
 
 def dummyjson_sets(feed: Path) -> list[QuerySet]:
     from model_export.other_catalogs import DUMMYJSON_QUERIES
 
-    rows = _feed_rows(feed)
+    rows = feed_rows(feed)
     brands = [frozenset(str(r["id"]) for r in rows if names_product(q, r["title"], r.get("brand")))
               for q in DUMMYJSON_BRAND_QUERIES]
     categories = [frozenset(str(r["id"]) for r in rows if r["category"] in cats) for cats in DUMMYJSON_QUERIES.values()]
@@ -213,7 +204,7 @@ def fashion_sets(feed: Path, indexed: int, brand_count: int = BRAND_COUNT) -> li
     from model_export.evaluate import AttributeQueries
     from model_export.starter.data import load_products, time_split_indices
 
-    rows = _feed_rows(feed, indexed)
+    rows = feed_rows(feed, indexed)
     titles = [r["title"] for r in rows]
     brands = fashion_brands(titles, brand_count)
     brand_relevant = [frozenset(str(r["id"]) for r in rows if title_holds(r["title"], b)) for b, _ in brands]

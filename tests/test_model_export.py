@@ -27,6 +27,7 @@ from model_export.clip_random import EOS, make_random_checkpoint  # noqa: E402
 from model_export.open_clip_random import make_random_open_clip  # noqa: E402
 from model_export.siglip_random import make_random_siglip  # noqa: E402
 from tests.conftest import FASHION_IMAGES, write_feed  # noqa: E402
+from tests.test_clip_export import _features, _unit  # noqa: E402
 
 pytestmark = pytest.mark.heavy
 
@@ -43,15 +44,6 @@ TRICKY = [
     "“smart” casual’s", "sandals &amp; flats", " ".join(["long"] * 80), "UPPER lower MiXeD", "sunglasses...???",
 ]
 CLI = str(Path(sys.executable).parent / "fashion-search")
-
-
-def _unit(x: torch.Tensor) -> np.ndarray:
-    return torch.nn.functional.normalize(x, dim=-1).numpy()
-
-
-def _features(output: object) -> torch.Tensor:
-    """get_*_features returns a tensor in transformers 4 and a ModelOutput in 5."""
-    return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
 def _images(n: int, seed: int = 0) -> list[Image.Image]:
