@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import REPO, Context, image_link, log, ms, percentiles, plot_path, rss_mb, run_module, save_figure
+from bench.common import REPO, Context, CpuMeter, image_link, log, ms, percentiles, plot_path, rss_mb, run_module
+from bench.common import save_figure as save_png
 from bench.common import table as md_table
 
 K = 10
@@ -150,15 +151,17 @@ def _child_build(args: argparse.Namespace) -> dict[str, Any]:
     params = params_of(args.kind)
     cores = os.cpu_count() or 1
     faiss.omp_set_num_threads(cores)
+    meter = CpuMeter()
     started = time.perf_counter()
     index = params.build(vectors)
     seconds = time.perf_counter() - started
+    busy = meter.read()  # how much of the machine other jobs took meanwhile
     del vectors
     partial = Path(args.out + ".partial")
     faiss.write_index(index._index, str(partial))  # not save(): that would hold a second copy in memory
     partial.rename(args.out)
     return {"build_seconds": seconds, "build_threads": cores, "file_bytes": Path(args.out).stat().st_size,
-            "params": params.describe(), "peak_mb": rss_mb()["peak_mb"]}
+            "params": params.describe(), "peak_mb": rss_mb()["peak_mb"], "cores_other": busy["cores_other"]}
 
 
 def _child_measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -203,11 +206,16 @@ def _child_measure(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"cold": cold, "memory": memory, "ntotal": index.ntotal, "queries": len(queries)}
     results = [row.pop("rows") for row in sweep]
     results += [pools[row["ef_search"]] for row in sweep if row["ef_search"] in pools]
-    count = min(args.exact_queries, len(queries))
-    if args.kind.startswith("sq8"):  # exact search over the 8-bit codes: the recall quantisation alone leaves
+    # Exact search over the 8-bit codes (every core) for a subset, half of each kind: the recall quantisation
+    # alone leaves. Unselected queries get no rows (-1).
+    half = min(args.exact_queries, len(queries)) // 2
+    chosen = np.concatenate([np.flatnonzero(kinds == k)[:half] for k in np.unique(kinds)])
+    if args.kind.startswith("sq8"):
         storage = faiss.downcast_index(index._index.storage)
         faiss.omp_set_num_threads(os.cpu_count() or 1)
-        results.append(storage.search(queries[:count], K)[1])
+        codes = np.full((len(queries), K), -1, dtype=np.int64)
+        codes[chosen] = storage.search(queries[chosen], K)[1]
+        results.append(codes)
     scores = scored(real, args.sigma, args.size, queries, results)
     for row, top in zip(sweep, scores, strict=False):
         per_query = recall_of(exact_scores, top)
@@ -216,7 +224,9 @@ def _child_measure(args: argparse.Namespace) -> dict[str, Any]:
     for row, pool in zip((row for row in sweep if row["ef_search"] in pools), scores[len(sweep):], strict=False):
         row["recall_float_rerank"] = float(recall_of(exact_scores, pool).mean())  # what float vectors would add
     if args.kind.startswith("sq8"):
-        out["codes_exact"] = {"recall": float(recall_of(exact_scores[:count], scores[-1]).mean()), "queries": count}
+        per_query = recall_of(exact_scores, scores[-1])[chosen]
+        out["codes_exact"] = {"recall": float(per_query.mean()), "queries": len(chosen),
+                              **{f"recall_{k}": float(per_query[kinds[chosen] == k].mean()) for k in np.unique(kinds)}}
     out["sweep"] = sweep
     return out
 
@@ -669,7 +679,7 @@ def plot(result: dict[str, Any], ctx: Context) -> Path:
     ax.set_ylabel("recall@10 vs exact")
     ax.legend(fontsize=6, loc="lower right")
     path = plot_path(ctx, "scale.png")
-    save_figure(fig, path)
+    save_png(fig, path)
     return path
 
 
@@ -700,15 +710,20 @@ def render(result: dict[str, Any], ctx: Context) -> str:
                          f"{r['recall']:.4f}", f"{r.get('recall_text', float('nan')):.4f}",
                          f"{r.get('recall_photo', float('nan')):.4f}",
                          f"{r['recall_float_rerank']:.4f}" if "recall_float_rerank" in r else "–"])
-    parts += ["**Latency and recall@10 over efSearch** (flat = float32 vectors, sq8 = 8-bit codes; *float "
+    parts += ["**Latency and recall@10 over efSearch** (flat = float32 vectors, sq8 = 8-bit codes, sq8-m64 = 8-bit "
+              "codes under a graph of M=64; *float "
               f"re-rank*: the top {POOL} of the 8-bit index — the pool the service re-scores — re-scored with "
               "the float vectors, which the function would have to hold for it: what a re-rank could win, "
               "not a mode of the product)",
               md_table(["vectors", "index", "efSearch", "p50 ms", "p95 ms", "recall@10", "text q.", "photo q.",
                      "sq8 + float re-rank"], rows, right=(2, 3, 4, 5, 6, 7, 8))]
-    codes = [f"{r['size']:,}: {r['codes_exact']['recall']:.4f}" for r in runs if "codes_exact" in r]
-    parts.append(f"Exact search over the 8-bit codes (brute force, the ceiling for any graph over them; "
-                 f"{runs[-1].get('codes_exact', {}).get('queries', 0)} queries): recall@10 {', '.join(codes)}.")
+    codes = [f"{r['size']:,} ({r['kind']}): {r['codes_exact']['recall']:.4f} (text "
+             f"{r['codes_exact'].get('recall_text', float('nan')):.4f}, photo "
+             f"{r['codes_exact'].get('recall_photo', float('nan')):.4f})"
+             for r in sorted(runs, key=lambda r: (r["size"], r["kind"])) if r["kind"] == "sq8" and "codes_exact" in r]
+    parts.append(f"Exact search over the 8-bit codes (brute force: the ceiling of any graph over them; "
+                 f"{runs[-1].get('codes_exact', {}).get('queries', 0)} queries, half of each kind): recall@10 "
+                 f"{'; '.join(codes)}.")
     # Per kind and size: memory, file, build, cold start, the service.
     rows = []
     for run in sorted(runs, key=lambda r: (r["size"], r["kind"])):
@@ -718,7 +733,8 @@ def render(result: dict[str, Any], ctx: Context) -> str:
         rows.append([f"{run['size']:,}", run["kind"], f"{build['file_bytes'] / 1e6:,.0f}",
                      _per_product(mem["index_rss_mb"], run["size"]), f"{mem['index_rss_mb']:,.0f}",
                      f"{mem['peak_mb']:,.0f}",
-                     f"{build['build_seconds']:,.0f}" + (" (section 2's)" if build.get("reused") else ""),
+                     f"{build['build_seconds']:,.0f}" + (" (section 2's)" if build.get("reused") else "")
+                     + (f" ({build['cores_other']:.1f})" if "cores_other" in build else ""),
                      f"{cold['total_s']:.2f} ({cold['read_s']:.2f} + {cold['open_s'] * 1000:.0f} ms)",
                      (f"{r['ef_search']}: " if reached else f"not reached (best, {r['ef_search']}: ")
                      + f"{ms(r['p50'])} / {r['recall']:.4f}" + ("" if reached else ")"),
@@ -736,16 +752,20 @@ def render(result: dict[str, Any], ctx: Context) -> str:
               "probe), *RSS* = the whole function after it (its peak during the load), then text queries one at "
               f"a time through `SearchService.search` (top 24: encode, {POOL} candidates at the index's stored "
               "efSearch 256, ranking, rows; onnxruntime default threads) p50 / p95 ms, with the keyword signal "
-              "(the default) and without it (`keywords: false`, p50).",
-              md_table(["vectors", "index", "file MB", "B/product", "index RSS MB", "peak MB", "build s",
+              "(the default) and without it (`keywords: false`, p50). *build*: one build each with every core "
+              "(2), kept and reused by later runs; in parentheses the cores other jobs took meanwhile, where "
+              "recorded (builds made before the bench recorded it ran while other jobs shared the machine: "
+              "compare their times with care).",
+              md_table(["vectors", "index", "file MB", "B/product", "index RSS MB", "peak MB",
+                        "build s (other jobs' cores)",
                         "index cold start s", "efSearch: p50 ms / recall@10", "service load s",
                         "service RSS MB (peak)", "service text query ms", "… keywords off"], rows,
                        right=range(2, 13))]
     if "density" in result:
         spread = ", ".join(f"{d['size']:,}: text {d['text']:.4f}, photo {d['photo']:.4f}" for d in result["density"])
-        copies = ", ".join(f"{d['size'] // result['real']} at {d['size']:,}" for d in result["density"][1:])
+        copies = ", ".join(f"{round(d['size'] / result['real'])} at {d['size']:,}" for d in result["density"][1:])
         parts.append("Why recall falls with size here: the synthetic set grows by noisy copies of the same "
-                     f"{result['real']:,} real vectors ({copies}; {5_000_000 // result['real']} at 5M). An HNSW "
+                     f"{result['real']:,} real vectors ({copies}; {round(5_000_000 / result['real'])} at 5M). An HNSW "
                      f"node keeps 2·M = {2 * flat_params['m']} links on the base layer; once a vector has more "
                      "near-copies than links, its links stay among them, paths between groups thin out and the "
                      "search strands in the query's neighbourhood of copies (photo queries, whose neighbours are "

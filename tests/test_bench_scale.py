@@ -32,7 +32,11 @@ def test_scale_section_measures_both_indexes_and_renders(tmp_path: Path, tiny_bu
     flat, sq8 = runs[("flat", 10_000)], runs[("sq8", 10_000)]
     saved = flat["build"]["file_bytes"] - sq8["build"]["file_bytes"]
     assert saved == pytest.approx(10_000 * 32 * 3, abs=1024)  # 32-d: 32 B of codes a vector instead of 128
-    assert "recall_float_rerank" in sq8["sweep"][0] and 0.9 < sq8["codes_exact"]["recall"] <= 1.0
+    # Exact search over the codes, half text and half photo queries (whose neighbours, noisy copies of one
+    # vector, lie closer together than the codes' rounding): below float32's, above chance.
+    codes = sq8["codes_exact"]
+    assert "recall_float_rerank" in sq8["sweep"][0] and 0.7 < codes["recall"] <= 1.0
+    assert codes["queries"] == 50 and {"recall_text", "recall_photo"} <= codes.keys()
     footprint = result["footprint"][-1]
     assert footprint["size"] == 10_000 and footprint["rows_nbytes"] == 10_000 * 12
     assert {"products_bytes", "products_offsets", "rows_by_id", "columns", "keywords", "stats"} <= \
