@@ -20,6 +20,9 @@ MAX_MAP_CONCURRENCY = 10_000
 # Products per build chunk: 100,000 take ~10 min of a 3 GB builder with the starter model (infra/README.md).
 MAX_CHUNK_SIZE = 100_000
 _STAGE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+# Where a version's vectors live: FAISS in the version's files, loaded by each search function (the default),
+# or an index of their own in an S3 Vectors vector bucket (infra/README.md, "Vector backends").
+VECTOR_BACKENDS = ("faiss", "s3vectors")
 _SCHEDULE = re.compile(r"^(rate|cron)\(.+\)$")
 
 
@@ -59,6 +62,8 @@ class DeploySettings:
     # True: CloudFront serves /api/* from the HTTP API, so the page calls its own origin (no CORS
     # preflights). False: the page calls the execute-api URL cross-origin, allowed by CORS.
     same_origin_api: bool = True
+    # "faiss" (the default) or "s3vectors": a vector bucket for the versions' indexes (VECTOR_BACKENDS).
+    vector_backend: str = "faiss"
 
     def __post_init__(self) -> None:
         if not _STAGE.match(self.stage):
@@ -84,6 +89,12 @@ class DeploySettings:
             raise ValueError(f"catalogLimit {self.catalog_limit}: must be positive")
         if self.keep_versions < 1:
             raise ValueError(f"keepVersions {self.keep_versions}: must keep at least the live version")
+        if self.vector_backend not in VECTOR_BACKENDS:
+            raise ValueError(f"vectorBackend {self.vector_backend!r}: expected one of {', '.join(VECTOR_BACKENDS)}")
+        # Search functions query the previous version's S3 Vectors index until they load the new one.
+        if self.vector_backend == "s3vectors" and self.keep_versions < 2:
+            raise ValueError(f"keepVersions {self.keep_versions}: with vectorBackend s3vectors, keep at least 2 "
+                             "(the search functions query the previous version until they load the new one)")
         if not 1 <= self.build_concurrency <= MAX_MAP_CONCURRENCY:
             raise ValueError(f"buildConcurrency {self.build_concurrency}: a Distributed Map runs 1-"
                              f"{MAX_MAP_CONCURRENCY:,} child executions at once")
@@ -131,6 +142,7 @@ class DeploySettings:
             throttle_rate=_as_float(get("throttleRate"), defaults.throttle_rate, "throttleRate"),
             throttle_burst=_as_int(get("throttleBurst"), defaults.throttle_burst, "throttleBurst"),
             same_origin_api=_as_bool(get("sameOriginApi"), defaults.same_origin_api, "sameOriginApi"),
+            vector_backend=str(get("vectorBackend") or defaults.vector_backend),
         )
 
 

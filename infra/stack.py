@@ -3,7 +3,9 @@
 Data flow: EventBridge -> build state machine (plan -> Distributed Map of chunks -> merge, each a
 builder Lambda invocation) -> S3 index (staging/ while building; versions/, thumbnails/, current.json);
 browser -> CloudFront -> {site bucket, /thumbnails/* from the index bucket, /api/* -> HTTP API ->
-search Lambda -> S3 index}. Both Lambdas run the same container image (see infra/README.md).
+search Lambda -> S3 index}. Both Lambdas run the same container image (see infra/README.md). With
+`vectorBackend=s3vectors` the merge writes each version's vectors into an index of an S3 Vectors vector
+bucket, which the search Lambda queries.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from aws_cdk import (
     Aws,
     CfnOutput,
     Duration,
+    Fn,
     RemovalPolicy,
     Size,
     Stack,
@@ -35,6 +38,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
+from aws_cdk import aws_s3vectors as s3vectors
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
@@ -48,6 +52,9 @@ FRONTEND_DIR = REPO_ROOT / "frontend"
 MODEL_DIR = "/var/task/model"
 # The store lives under this key prefix of the index bucket; CloudFront serves its thumbnails/.
 INDEX_PREFIX = "index"
+# With vectorBackend=s3vectors, a version's vector index is <VECTOR_INDEX_PREFIX>-<version> in the vector bucket
+# (the builder is told so): the roles may touch those indexes only.
+VECTOR_INDEX_PREFIX = "fashion-search"
 SEARCH_CMD = ["handler.handler"]
 BUILDER_CMD = ["builder_handler.handler"]
 API_ROUTE = "/api/v1/{proxy+}"
@@ -71,6 +78,7 @@ class FashionSearchStack(Stack):
         self.settings = settings
 
         self.index_bucket = self._index_bucket()
+        self.vector_bucket = self._vector_bucket() if settings.vector_backend == "s3vectors" else None
         self.site_bucket = self._private_bucket(
             "SiteBucket", removal_policy=RemovalPolicy.DESTROY, auto_delete_objects=True
         )
@@ -129,6 +137,28 @@ class FashionSearchStack(Stack):
             ],
         )
 
+    def _vector_bucket(self) -> s3vectors.CfnVectorBucket:
+        """The S3 Vectors vector bucket, one index a version in it. Named by CloudFormation (a name of ours
+        would block redeploying a stage whose retained bucket is still there); retained on `cdk destroy`, as
+        the index bucket is, and CloudFormation cannot delete a vector bucket that still holds indexes."""
+        bucket = s3vectors.CfnVectorBucket(
+            self,
+            "VectorBucket",
+            encryption_configuration=s3vectors.CfnVectorBucket.EncryptionConfigurationProperty(sse_type="AES256"),
+        )
+        bucket.apply_removal_policy(RemovalPolicy.RETAIN)
+        return bucket
+
+    def _vector_indexes(self) -> str:
+        """The ARN pattern of the versions' vector indexes (one bucket holds nothing else)."""
+        assert self.vector_bucket is not None
+        return f"{self.vector_bucket.attr_vector_bucket_arn}/index/{VECTOR_INDEX_PREFIX}-*"
+
+    def _vector_bucket_name(self) -> str:
+        """The generated name, from the ARN (arn:...:bucket/<name>)."""
+        assert self.vector_bucket is not None
+        return Fn.select(1, Fn.split("/", self.vector_bucket.attr_vector_bucket_arn))
+
     # ---------------------------------------------------------------- functions
 
     def _function_image(self, cmd: list[str]) -> lambda_.DockerImageCode:
@@ -182,6 +212,9 @@ class FashionSearchStack(Stack):
         log_group = self._log_group("SearchLogs")
         role = self._function_role("SearchRole", log_group)
         self._grant_index(role, ["s3:GetObject"])
+        if self.vector_bucket is not None:  # queries, and the stored vectors of their candidates
+            role.add_to_policy(iam.PolicyStatement(actions=["s3vectors:GetVectors", "s3vectors:QueryVectors"],
+                                                   resources=[self._vector_indexes()]))
         function = lambda_.DockerImageFunction(
             self,
             "SearchFunction",
@@ -217,6 +250,10 @@ class FashionSearchStack(Stack):
         log_group = self._log_group("BuilderLogs")
         role = self._function_role("BuilderRole", log_group)
         self._grant_index(role, ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"])
+        if self.vector_bucket is not None:  # a version's index: made and filled by the merge, deleted by prune
+            role.add_to_policy(iam.PolicyStatement(
+                actions=["s3vectors:CreateIndex", "s3vectors:DeleteIndex", "s3vectors:PutVectors"],
+                resources=[self._vector_indexes()]))
         environment = {
             "FASHION_SEARCH_STORE": store_uri,
             "FASHION_SEARCH_CATALOG": settings.catalog_url,
@@ -227,6 +264,9 @@ class FashionSearchStack(Stack):
         }
         if settings.catalog_limit is not None:
             environment["FASHION_SEARCH_LIMIT"] = str(settings.catalog_limit)
+        if self.vector_bucket is not None:
+            environment["FASHION_SEARCH_VECTOR_BUCKET"] = self._vector_bucket_name()
+            environment["FASHION_SEARCH_VECTOR_INDEX_PREFIX"] = VECTOR_INDEX_PREFIX
         return lambda_.DockerImageFunction(
             self,
             "BuilderFunction",
@@ -547,6 +587,9 @@ class FashionSearchStack(Stack):
         CfnOutput(self, "BuildStateMachineArn", value=self.build_state_machine.state_machine_arn,
                   description="Start an execution to build the index now")
         CfnOutput(self, "SearchFunctionName", value=self.search_function.lambda_.function_name)
+        if self.vector_bucket is not None:
+            CfnOutput(self, "VectorBucketName", value=self._vector_bucket_name(),
+                      description="The S3 Vectors vector bucket: one index a version (retained on destroy)")
 
 
 class _StrictDistributedMap(sfn.DistributedMap):

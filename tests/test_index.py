@@ -1,14 +1,27 @@
-"""The VectorIndex interface over its implementations (FAISS HNSW over float and over 8-bit vectors), and
-open_index's choice by manifest."""
+"""The VectorIndex interface over its implementations (FAISS HNSW over float and over 8-bit vectors, S3 Vectors
+on moto with QueryVectors answered by tests/s3vectors.py's stand-in), and open_index's choice by manifest."""
 
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
-from fashion_search.index import KINDS, HnswParams, HnswSq8Params, IndexParams, IndexUnusable, faiss_hnsw, open_index
+from fashion_search.index import (
+    KINDS,
+    HnswParams,
+    HnswSq8Params,
+    IndexParams,
+    IndexUnusable,
+    S3VectorsParams,
+    faiss_hnsw,
+    open_index,
+)
+from tests.s3vectors import BUCKET, moto_vectors
+
+VERSION = "20261130T101010000000Z-abc123"
 
 
 def _unit(rows: int, dim: int = 16) -> np.ndarray:
@@ -16,9 +29,19 @@ def _unit(rows: int, dim: int = 16) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-@pytest.fixture(params=[HnswParams(), HnswSq8Params()], ids=lambda p: p.describe()["type"])
-def params(request: pytest.FixtureRequest) -> IndexParams:
-    return request.param
+@pytest.fixture(params=[HnswParams(), HnswSq8Params(), "S3Vectors"],
+                ids=lambda p: p if isinstance(p, str) else p.describe()["type"])
+def params(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[IndexParams]:
+    if request.param != "S3Vectors":
+        yield request.param
+        return
+    with moto_vectors(monkeypatch):
+        yield S3VectorsParams(BUCKET)
+
+
+def faiss_only(params: IndexParams, why: str) -> None:
+    if isinstance(params, S3VectorsParams):
+        pytest.skip(why)
 
 
 def tolerance(params: IndexParams) -> float:
@@ -29,10 +52,10 @@ def tolerance(params: IndexParams) -> float:
 
 def test_saved_and_opened_by_its_manifest_entry_it_answers_alike(params: IndexParams) -> None:
     vectors = _unit(300)
-    built = params.build(vectors)
+    built = params.build(vectors, VERSION)
     files = built.save()
-    opened = open_index(params.describe(), files.__getitem__)
-    assert params.describe()["type"] in KINDS and type(opened).kind == params.describe()["type"]
+    opened = open_index(params.describe(VERSION), files.__getitem__)
+    assert params.describe(VERSION)["type"] in KINDS and type(opened).kind == params.describe(VERSION)["type"]
     assert (opened.dim, opened.ntotal) == (16, 300)
     np.testing.assert_allclose(opened.vectors(np.array([4, 7])), vectors[[4, 7]], atol=tolerance(params))
     scores, rows = opened.search(vectors[:20], 5)
@@ -47,11 +70,15 @@ STRATEGIES = {"exact": {}, "scan": {"EXACT_MAX_ROWS": 10},
 
 
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
-def test_allow_keeps_results_to_those_rows(params: HnswParams, strategy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_allow_keeps_results_to_those_rows(params: IndexParams, strategy: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """On S3 Vectors a mask alone filters the service's 100 nearest (asked for whenever there is a mask)."""
+    if strategy != "exact":
+        faiss_only(params, "FAISS's strategies")
     for name, value in STRATEGIES[strategy].items():
         monkeypatch.setattr(faiss_hnsw, name, value)
     vectors = _unit(300)
-    index = params.build(vectors)
+    index = params.build(vectors, VERSION)
     allow = np.arange(300) % 3 == 0
     scores, rows = index.search(vectors[:10], 8, allow=allow)
     assert rows.shape == (10, 8) and allow[rows].all() and (rows[::3, 0] == np.arange(0, 10, 3)).all()
@@ -62,16 +89,17 @@ def test_allow_keeps_results_to_those_rows(params: HnswParams, strategy: str, mo
     assert none.shape == (2, 0)  # nothing passes: no results
 
 
-def test_a_filter_far_from_the_query_is_still_exact(params: HnswParams, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_filter_far_from_the_query_is_still_exact(params: IndexParams, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two clusters; the filter keeps only the one the query is not in. The graph search alone stays in the
     query's cluster and finds nothing; the probe sees that and scans."""
+    faiss_only(params, "S3 Vectors filters inside the service, given the filters (test_s3_vectors), not a mask")
     monkeypatch.setattr(faiss_hnsw, "EXACT_MAX_ROWS", 10)
     monkeypatch.setattr(faiss_hnsw, "SCAN_ROW_COST", 1e9)  # the graph, unless the probe says otherwise
     rng = np.random.default_rng(5)
     centres = np.eye(16, dtype=np.float32)[:2]
     vectors = centres[np.arange(600) % 2] + 0.2 * rng.standard_normal((600, 16)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    index = params.build(vectors)
+    index = params.build(vectors, VERSION)
     far = np.arange(600) % 2 == 1
     query = vectors[0:1]  # in cluster 0
     scores, rows = index.search(query, 10, allow=far)
@@ -81,11 +109,11 @@ def test_a_filter_far_from_the_query_is_still_exact(params: HnswParams, monkeypa
 
 
 def test_k_beyond_the_count_and_an_empty_index(params: IndexParams) -> None:
-    index = params.build(_unit(3))
+    index = params.build(_unit(3), VERSION)
     _, rows = index.search(_unit(1), 10)
     assert rows.shape == (1, 3) and sorted(rows[0]) == [0, 1, 2]
     assert index.vectors(np.array([], dtype=np.int64)).shape == (0, 16)
-    empty = params.build(np.zeros((0, 16), dtype=np.float32))
+    empty = params.build(np.zeros((0, 16), dtype=np.float32), VERSION + "-empty")
     assert empty.search(_unit(1), 5)[1].shape == (1, 0)
 
 
@@ -99,6 +127,7 @@ def test_unknown_kinds_and_bad_data_are_refused_in_words() -> None:
 
 def test_an_opened_index_lives_in_the_bytes_it_was_read_from(params: IndexParams) -> None:
     """open() reads in place (zero-copy): the index keeps its buffer alive, whoever dropped the bytes."""
+    faiss_only(params, "FAISS's file")
     vectors = _unit(200)
     held = [bytes(bytearray(params.build(vectors).save()["index.faiss"]))]
     opened = open_index(params.describe(), lambda name: held.pop())  # then only the index holds the bytes

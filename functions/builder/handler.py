@@ -8,7 +8,8 @@ The state machine (infra/stack.py) invokes it once per step, naming the step in 
 - {"action": "chunk", "version", "chunk"} fetches and encodes one chunk (run again on failure);
 - {"action": "merge", "version"} builds the index and publishes the version, or refuses to when a
   chunk has no output;
-- {"action": "abort", "version"} deletes a failed build's staging folder.
+- {"action": "abort", "version"} deletes a failed build's staging folder, and the S3 Vectors index its merge
+  may have made (unless the version was published).
 
 An event without "action" runs a whole build in this one invocation, as the function did before the
 state machine (a small catalog, invoked by hand): {} or {"catalog": "https://...", "limit": 100}.
@@ -25,9 +26,17 @@ from aws_lambda_powertools import Logger
 
 from fashion_search.build import staging
 from fashion_search.build.fetch import FetchOptions
-from fashion_search.build.pipeline import BuildOptions, build_index, merge_build, plan_build, run_chunk
+from fashion_search.build.pipeline import (
+    BuildOptions,
+    abort_build,
+    build_index,
+    merge_build,
+    plan_build,
+    run_chunk,
+)
 from fashion_search.build.progress import Progress
 from fashion_search.config import BuilderSettings
+from fashion_search.index import HnswParams, IndexParams, S3VectorsParams
 from fashion_search.model.bundle import read_bundle
 from fashion_search.model.embedder import Embedder
 from fashion_search.store import open_store
@@ -49,11 +58,18 @@ def _bucket_key(store_uri: str, key: str) -> str:
     return f"{prefix}/{key}" if prefix else key
 
 
+def _index(settings: BuilderSettings) -> IndexParams:
+    """FAISS HNSW in the version's files, or an S3 Vectors index when the deployment names a vector bucket."""
+    if settings.vector_bucket is None:
+        return HnswParams()
+    return S3VectorsParams(settings.vector_bucket, settings.vector_index_prefix or S3VectorsParams.prefix)
+
+
 @logger.inject_lambda_context
 def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     settings = BuilderSettings.from_env(event if isinstance(event, dict) else None)
     store = open_store(settings.store)
-    options = BuildOptions(limit=settings.limit, keep_versions=settings.keep_versions,
+    options = BuildOptions(limit=settings.limit, index=_index(settings), keep_versions=settings.keep_versions,
                            fetch=FetchOptions(image_hosts=settings.image_hosts), chunk_size=settings.chunk_size)
     result: dict[str, Any]
     if settings.action == "plan":
@@ -73,7 +89,7 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
         logger.info("index published", extra=result)
     elif settings.action == "abort":
         assert settings.version is not None
-        result = {"version": settings.version, "files_discarded": staging.discard(store, settings.version)}
+        result = {"version": settings.version, "files_discarded": abort_build(store, settings.version, options.index)}
         logger.info("build discarded", extra=result)
     else:
         summary = asyncio.run(build_index(settings.catalog, store, _embedder(settings.model), options, Progress()))

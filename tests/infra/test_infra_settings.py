@@ -48,6 +48,8 @@ def test_command_line_strings_are_parsed() -> None:
     assert settings.provisioned_concurrency == 1
     assert settings.catalog_limit == 250
     assert (settings.build_concurrency, settings.build_chunk_size) == (40, 2500)
+    assert settings.vector_backend == "faiss"  # the default
+    assert DeploySettings.from_context(Context({"vectorBackend": "s3vectors"})).vector_backend == "s3vectors"
 
 
 def test_origins_may_be_a_json_list_too() -> None:
@@ -78,6 +80,9 @@ def test_origins_may_be_a_json_list_too() -> None:
     ({"buildConcurrency": "10001"}, "buildConcurrency"),
     ({"buildChunkSize": "0"}, "buildChunkSize"),
     ({"buildChunkSize": "many"}, "buildChunkSize"),
+    ({"vectorBackend": "opensearch"}, "vectorBackend"),
+    # The search functions query the previous version's S3 Vectors index until they load the new one.
+    ({"vectorBackend": "s3vectors", "keepVersions": "1"}, "keep at least 2"),
 ])
 def test_invalid_values_fail_the_synth_naming_the_key(context: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):

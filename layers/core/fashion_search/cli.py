@@ -19,7 +19,7 @@ from .build.fetch import FetchOptions
 from .build.progress import Progress
 from .config import default_frontend_dir, default_model_dir, models_dir
 from .errors import FashionSearchError
-from .index import HnswParams, HnswSq8Params
+from .index import HnswParams, HnswSq8Params, IndexParams, S3VectorsParams
 from .store.base import StoreError
 from .store.versions import DEAD_BUILD_SECONDS
 
@@ -28,11 +28,30 @@ if TYPE_CHECKING:
     from .serve.service import SearchService
 
 # `build --index`: the kinds of vector index a version may hold (the default first).
-INDEX_KINDS: dict[str, type[HnswParams] | type[HnswSq8Params]] = {"hnsw": HnswParams, "hnsw-sq8": HnswSq8Params}
+INDEX_KINDS = ("hnsw", "hnsw-sq8", "s3vectors")
 
 
 def _print_json(obj: object) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+def _index_params(args: argparse.Namespace) -> IndexParams:
+    """`build --index`'s kind, built as its flags say."""
+    if args.index == "s3vectors":
+        if not args.vector_bucket:
+            raise ValueError("--index s3vectors needs --vector-bucket NAME, the S3 Vectors vector bucket to write to")
+        return S3VectorsParams(args.vector_bucket, args.vector_index_prefix)
+    if args.vector_bucket:
+        raise ValueError("--vector-bucket goes with --index s3vectors")
+    kind = HnswParams if args.index == "hnsw" else HnswSq8Params
+    return kind(m=args.hnsw_m, ef_construction=args.ef_construction, ef_search=args.ef_search)
+
+
+def _vector_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--vector-bucket", metavar="NAME",
+                        help="the S3 Vectors vector bucket that holds the versions' indexes (with --index s3vectors)")
+    parser.add_argument("--vector-index-prefix", metavar="PREFIX", default=S3VectorsParams.prefix,
+                        help="a version's S3 Vectors index is named PREFIX-<version>")
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -45,8 +64,7 @@ def _build(args: argparse.Namespace) -> int:
         raise ValueError(f"--chunks {chunks} leaves workers idle: give at least --workers ({args.workers}) chunks")
     options = BuildOptions(
         limit=args.limit,
-        index=INDEX_KINDS[args.index](m=args.hnsw_m, ef_construction=args.ef_construction,
-                                      ef_search=args.ef_search),
+        index=_index_params(args),
         fetch=FetchOptions(concurrency=args.concurrency, timeout=args.timeout, retries=args.retries,
                            image_hosts=tuple(args.image_host)),
         catalog=CatalogOptions(max_products=args.max_products, max_pages=args.max_pages,
@@ -69,10 +87,11 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
+    from .build.pipeline import prune
     from .store import open_store
-    from .store.versions import prune
 
-    _print_json(prune(open_store(args.store), args.keep, grace_seconds=args.grace_minutes * 60))
+    params = S3VectorsParams(args.vector_bucket, args.vector_index_prefix) if args.vector_bucket else None
+    _print_json(prune(open_store(args.store), args.keep, params, grace_seconds=args.grace_minutes * 60))
     return 0
 
 
@@ -276,9 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--limit", type=_positive, help="index only the first N products")
     build.add_argument("--keep", type=_positive, help="after publishing, prune all but the last N versions")
     build.add_argument("--full", action="store_true", help="re-encode every image (no reuse)")
-    build.add_argument("--index", choices=list(INDEX_KINDS), default="hnsw",
+    build.add_argument("--index", choices=INDEX_KINDS, default="hnsw",
                        help="hnsw: HNSW over float32 vectors; hnsw-sq8: over 8-bit codes, a third of the "
-                            "memory for large catalogs (README, Scale)")
+                            "memory for large catalogs (README, Scale); s3vectors: an Amazon S3 Vectors index in "
+                            "--vector-bucket, for catalogs past one function's memory (README, Vector backends)")
+    _vector_flags(build)
     build.add_argument("--hnsw-m", type=_positive, default=HnswParams.m)
     build.add_argument("--ef-construction", type=_positive, default=HnswParams.ef_construction)
     build.add_argument("--ef-search", type=_positive, default=HnswParams.ef_search)
@@ -348,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--grace-minutes", type=float, default=DEAD_BUILD_SECONDS / 60,
                        help="incomplete versions, staging folders and temporary files untouched for longer are "
                             "a dead build's and are deleted (younger ones may be a build in progress)")
+    # A pruned version's S3 Vectors index goes too: its manifest names it; a dead build's is looked for in
+    # --vector-bucket.
+    _vector_flags(prune)
     prune.set_defaults(run=_prune)
     return parser
 

@@ -100,6 +100,10 @@ class BuilderSettings:
     keep_versions: int | None = DEFAULT_KEEP_VERSIONS
     image_hosts: tuple[str, ...] = ()  # hosts image URLs must be on (empty: any)
     chunk_size: int = DEFAULT_CHUNK_SIZE  # products per chunk when the plan step splits a catalog
+    # An S3 Vectors vector bucket: each version's vectors go into an index of their own there (None: FAISS in
+    # the version's files), named <vector_index_prefix>-<version> (None: the index's default prefix).
+    vector_bucket: str | None = None
+    vector_index_prefix: str | None = None
     # The step this invocation runs for the state machine: "plan", "chunk" (`chunk` of build `version`),
     # "merge" or "abort" (of build `version`); None runs a whole build.
     action: str | None = None
@@ -110,8 +114,9 @@ class BuilderSettings:
     def from_env(cls, event: dict[str, Any] | None = None) -> BuilderSettings:
         """FASHION_SEARCH_STORE, _CATALOG (required to plan or build, or the event's "catalog"), _MODEL, _LIMIT
         (or the event's "limit"), _KEEP_VERSIONS (default 5; 0 keeps all), _IMAGE_HOSTS (comma-separated),
-        _CHUNK_SIZE (default 10,000). The event's "action" names a step of the state machine: "plan";
-        "chunk" with "version" and "chunk"; "merge" or "abort" with "version"."""
+        _CHUNK_SIZE (default 10,000), _VECTOR_BUCKET and _VECTOR_INDEX_PREFIX (S3 Vectors). The event's
+        "action" names a step of the state machine: "plan"; "chunk" with "version" and "chunk"; "merge" or
+        "abort" with "version"."""
         event = event or {}
         action = event.get("action")
         if action is not None and action not in BUILDER_ACTIONS:
@@ -135,5 +140,6 @@ class BuilderSettings:
                    model=default_model_dir(), limit=int(limit) if limit else None,
                    keep_versions=DEFAULT_KEEP_VERSIONS if keep is None else keep or None,
                    image_hosts=_env_list("IMAGE_HOSTS"), chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
+                   vector_bucket=env("VECTOR_BUCKET") or None, vector_index_prefix=env("VECTOR_INDEX_PREFIX") or None,
                    action=action, version=version if action in ("chunk", "merge", "abort") else None,
                    chunk=chunk if action == "chunk" else None)

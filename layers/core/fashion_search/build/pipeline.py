@@ -26,6 +26,7 @@ import dataclasses
 import io
 import itertools
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FashionSearchError
-from ..index import HnswParams, IndexParams, VectorIndex
+from ..index import KINDS, HnswParams, IndexParams, S3VectorsParams, VectorIndex, drop_index
 from ..index.columns import Columns
 from ..index.keywords import KeywordIndex
 from ..model.bundle import BundleSpec
@@ -47,6 +48,8 @@ from . import staging
 from .catalog import Catalog, CatalogOptions, CatalogProduct, Rejected, load_catalog
 from .fetch import Fetcher, FetchError, FetchOptions, is_url
 from .progress import Progress
+
+logger = logging.getLogger(__name__)
 
 BATCH = 256  # products fetched at once within a chunk; encoding one batch overlaps fetching the next
 
@@ -67,6 +70,13 @@ class BuildOptions:
     incremental: bool = True
     chunks: int = 1  # the plan splits the catalog into this many chunks (fewer for a smaller catalog)...
     chunk_size: int | None = None  # ...or, when set, into chunks of about this many products (one batch more at most)
+
+    def __post_init__(self) -> None:
+        # Search functions query a version's S3 Vectors index until they load the next version (seconds after
+        # it is published): keeping one version would delete the index they still query.
+        if isinstance(self.index, S3VectorsParams) and self.keep_versions == 1:
+            raise ValueError("with S3 Vectors, keep at least 2 versions: the search functions query the previous "
+                             "version's index until they load the new one")
 
 
 @dataclass
@@ -263,16 +273,16 @@ class _Pipeline:
 # ---------------------------------------------------------------------- the version's files
 
 
-def _version_files(index: VectorIndex, vectors: np.ndarray, items: list[_Item],
-                   rejected: list[Rejected]) -> dict[str, bytes]:
-    """Every file of a version but its manifest (name -> bytes), from the index, its vectors (row i is
-    items[i]'s) and the skipped entries. The one place that says what a version holds."""
+def _version_files(index: VectorIndex, vectors: np.ndarray, items: list[_Item], records: list[ProductRecord],
+                   columns: Columns, rejected: list[Rejected]) -> dict[str, bytes]:
+    """Every file of a version but its manifest (name -> bytes), from the index, its vectors, products and
+    their filter columns (row i is items[i]'s) and the skipped entries. The one place that says what a
+    version holds."""
     embeddings = io.BytesIO()
     np.save(embeddings, vectors)
-    records = [_record(i.product, i.record.thumbnail) for i in items]
     files = {
         **index.save(),
-        **Columns.build([_fields(r) for r in records]).save(),
+        **columns.save(),
         **KeywordIndex.build([(r.title, r.brand, r.category) for r in records]).save(),
         "embeddings.npy": embeddings.getvalue(),
         "products.jsonl": "".join(r.model_dump_json() + "\n" for r in records).encode(),
@@ -416,36 +426,80 @@ async def merge_build(store: ObjectStore, version: str, options: BuildOptions = 
     vectors = np.concatenate(matrices).astype(np.float32, copy=False)
     del matrices  # one copy of the vectors in memory, not two
 
+    records = [_record(i.product, i.record.thumbnail) for i in items]
+    columns = Columns.build([_fields(r) for r in records])
     progress.stage(f"index over {len(items):,} vectors")
-    index = await asyncio.to_thread(options.index.build, vectors)
+    index = await asyncio.to_thread(options.index.build, vectors, version, columns)
     progress.finish(str(options.index))
 
-    progress.stage("upload")
-    files = _version_files(index, vectors, items, rejected)
-    infos = await asyncio.to_thread(versions.write_files, store, version, files)
     by_reason = dict(sorted(Counter(r.reason for r in rejected).items()))
     seconds = round(time.time() - plan.started_at, 3)
-    manifest = versions.Manifest(
-        version=version,
-        created_at=versions.utc_now(),
-        build_seconds=seconds,
-        catalog=plan.catalog,
-        counts={"catalog": plan.catalog_entries, "indexed": len(items), "skipped": len(rejected),
-                "reused": reused, "encoded": encoded},
-        skipped_by_reason=by_reason,
-        model=plan.model,
-        index=options.index.describe(),
-        files=infos,
-    )
-    await asyncio.to_thread(versions.publish, store, manifest)
+    try:
+        progress.stage("upload")
+        files = _version_files(index, vectors, items, records, columns, rejected)
+        infos = await asyncio.to_thread(versions.write_files, store, version, files)
+        manifest = versions.Manifest(
+            version=version,
+            created_at=versions.utc_now(),
+            build_seconds=seconds,
+            catalog=plan.catalog,
+            counts={"catalog": plan.catalog_entries, "indexed": len(items), "skipped": len(rejected),
+                    "reused": reused, "encoded": encoded},
+            skipped_by_reason=by_reason,
+            model=plan.model,
+            index=options.index.describe(version),
+            files=infos,
+        )
+        await asyncio.to_thread(versions.publish, store, manifest)
+    except BaseException:
+        _drop_unpublished(store, version, options.index)
+        raise
     progress.finish(f"published {version}")
     await asyncio.to_thread(staging.discard, store, version)
-    pruned = versions.prune(store, options.keep_versions) if options.keep_versions else None
+    pruned = prune(store, options.keep_versions, options.index) if options.keep_versions else None
     return BuildSummary(
         version=version, products_indexed=len(items), skipped=len(rejected), skipped_by_reason=by_reason,
         reused_embeddings=reused, encoded=encoded, seconds=seconds, catalog=plan.catalog, pruned=pruned,
         chunks=len(plan.chunks),
     )
+
+
+def _drop_unpublished(store: ObjectStore, version: str, params: IndexParams) -> None:
+    """Delete what build `version` made of its index outside the store (an S3 Vectors index), unless the
+    version was published: a failed or aborted build leaves nothing behind, a published one keeps its index.
+    A failure to delete is logged (the build's own error matters more); prune() tries again later."""
+    try:
+        if not store.exists(versions.version_key(version, versions.MANIFEST)):
+            drop_index(params.describe(version))
+    except Exception as exc:  # a cleanup: the build's own error is the one to raise
+        logger.error("build %s: its index outside the store is left for prune to delete: %s", version, exc)
+
+
+def abort_build(store: ObjectStore, version: str, params: IndexParams) -> int:
+    """What the state machine runs when a build fails: discard its staging folder and, unless it was
+    published, the index it made outside the store. Returns how many staged files were deleted."""
+    discarded = staging.discard(store, version)
+    _drop_unpublished(store, version, params)
+    return discarded
+
+
+def prune(store: ObjectStore, keep: int, params: IndexParams | None = None,
+          grace_seconds: float = versions.DEAD_BUILD_SECONDS) -> dict[str, int]:
+    """versions.prune, deleting first what each pruned version keeps outside the store (an S3 Vectors
+    index, which its manifest names; a dead build's, which had no manifest yet, as `params` names it)."""
+
+    def drop(version: str) -> None:
+        try:
+            spec = versions.read_manifest(store, version).index
+        except versions.VersionError:
+            if params is None:
+                return
+            spec = params.describe(version)
+        kind = spec.get("type")
+        if isinstance(kind, str) and kind in KINDS:  # a kind this release does not know keeps what it keeps
+            drop_index(spec)
+
+    return versions.prune(store, keep, grace_seconds, before_delete=drop)
 
 
 # Runs every chunk of a plan somewhere (this process, worker processes, ...); returns how many chunk runs

@@ -61,6 +61,11 @@ def _keyword(value: Scalar) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
+def folded(value: Scalar) -> str:
+    """A keyword value as filters compare it (case-insensitively): its text, casefolded."""
+    return _keyword(value).casefold()
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -152,7 +157,7 @@ class Columns:
     def holds(self, name: str, values: Sequence[Scalar], rows: np.ndarray) -> np.ndarray:
         """Which of `rows` have any of `values` in keyword field `name` (compared as filters compare)."""
         column = self.column(name)
-        codes = [code for v in values for code in self._codes.get(name, {}).get(_keyword(v).casefold(), ())]
+        codes = [code for v in values for code in self._codes.get(name, {}).get(folded(v), ())]
         return np.isin(column.data[rows], np.array(codes, dtype=np.int32))
 
     def _passes(self, name: str, condition: Any) -> np.ndarray:
@@ -175,8 +180,7 @@ class Columns:
             if not all(_is_number(v) for v in values):
                 raise BadFilter(f"{name!r} is a number field: give numbers or a range like {{\"gte\": 10}}")
             return np.isin(column.data, np.array(values, dtype=np.float32))
-        folded = self._codes[name]
-        codes = [code for v in values for code in folded.get(_keyword(v).casefold(), ())]
+        codes = [code for v in values for code in self._codes[name].get(folded(v), ())]
         return np.isin(column.data, np.array(codes, dtype=np.int32))
 
     @staticmethod
@@ -215,7 +219,7 @@ class Columns:
 
 
 def _folded_codes(values: Sequence[str]) -> dict[str, list[int]]:
-    folded: dict[str, list[int]] = {}
+    codes: dict[str, list[int]] = {}
     for code, value in enumerate(values):
-        folded.setdefault(value.casefold(), []).append(code)
-    return folded
+        codes.setdefault(folded(value), []).append(code)
+    return codes

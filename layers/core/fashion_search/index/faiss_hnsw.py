@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import faiss
 import numpy as np
 
-from .base import IndexUnusable, ReadFile
+from .base import IndexUnusable, ReadFile, Where
+
+if TYPE_CHECKING:
+    from .columns import Columns
 
 FILE = "index.faiss"
 
@@ -35,10 +38,12 @@ class HnswParams:
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
-    def build(self, vectors: np.ndarray) -> FaissHnswIndex:
+    def build(self, vectors: np.ndarray, version: str = "", columns: Columns | None = None) -> FaissHnswIndex:
+        """The graph over `vectors`; the version's file holds all of it, so neither the version's id nor its
+        columns matter here."""
         return FaissHnswIndex.build(vectors, self)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, version: str = "") -> dict[str, Any]:
         return {"type": FaissHnswIndex.kind, "metric": "inner_product", **self.as_dict()}
 
     def __str__(self) -> str:
@@ -132,6 +137,10 @@ class FaissHnswIndex:
         """The index serialised in `data`, searched in place: its vectors and graph are not copied out."""
         return cls(*_read_in_place(data))
 
+    @classmethod
+    def drop(cls, spec: Mapping[str, Any]) -> None:
+        """Nothing to do: the index lives in its version's file."""
+
     def to_bytes(self) -> bytes:
         return faiss.serialize_index(self._index).tobytes()
 
@@ -151,13 +160,14 @@ class FaissHnswIndex:
         """The efSearch stored with the graph (None for an index that is not HNSW)."""
         return self._index.hnsw.efSearch if isinstance(self._index, faiss.IndexHNSW) else None
 
-    def search(self, vectors: np.ndarray, k: int, allow: np.ndarray | None = None, *,
+    def search(self, vectors: np.ndarray, k: int, allow: np.ndarray | None = None, where: Where = (), *,
                ef_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, rows) of the k nearest rows per query, best first; missing slots have row -1.
 
         efSearch (the stored one unless given) is raised to k when needed: HNSW cannot return more
         neighbours than its beam holds. `allow` (a boolean mask over rows) restricts the results to
-        those rows, by the strategy its selectivity calls for (filtered_strategy).
+        those rows, by the strategy its selectivity calls for (filtered_strategy); `where`, the filters
+        behind it, is not needed.
         """
         queries = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
         k = min(k, self.ntotal)

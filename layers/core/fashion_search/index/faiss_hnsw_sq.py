@@ -21,13 +21,16 @@ manifest's "type" (`IndexHNSWSQ`) tells them apart.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import faiss
 import numpy as np
 
 from .base import IndexUnusable
 from .faiss_hnsw import FILE, FaissHnswIndex, _read_in_place
+
+if TYPE_CHECKING:
+    from .columns import Columns
 
 QUANTIZER = "QT_8bit"
 
@@ -43,8 +46,9 @@ class HnswSq8Params:
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
-    def build(self, vectors: np.ndarray) -> FaissHnswSqIndex:
-        """An HNSW graph over `vectors` quantised to 8 bits a dimension (rows L2-normalised; row i gets id i)."""
+    def build(self, vectors: np.ndarray, version: str = "", columns: Columns | None = None) -> FaissHnswSqIndex:
+        """An HNSW graph over `vectors` quantised to 8 bits a dimension (rows L2-normalised; row i gets id i);
+        the version's file holds all of it."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         index = faiss.IndexHNSWSQ(vectors.shape[1], getattr(faiss.ScalarQuantizer, QUANTIZER), self.m,
                                   faiss.METRIC_INNER_PRODUCT)
@@ -55,7 +59,7 @@ class HnswSq8Params:
             index.add(vectors)
         return FaissHnswSqIndex(index)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, version: str = "") -> dict[str, Any]:
         return {"type": FaissHnswSqIndex.kind, "metric": "inner_product", "quantizer": QUANTIZER, **self.as_dict()}
 
     def __str__(self) -> str:

@@ -44,9 +44,9 @@ def image_to_array(img: Image.Image, spec: ImageSpec) -> np.ndarray:
     # (x / 255 - mean) / std as one multiply and one add, in place on the channel-first copy: a photo's
     # preprocessing is part of its query time (0.5 ms saved of ~1 at 208 px).
     std = np.asarray(spec.std, dtype=np.float32)
-    scale, offset = 1.0 / (255.0 * std), -np.asarray(spec.mean, dtype=np.float32) / std
+    gain, offset = 1.0 / (255.0 * std), -np.asarray(spec.mean, dtype=np.float32) / std
     pixels: np.ndarray = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32, order="C")
-    pixels *= scale[:, None, None]
+    pixels *= gain[:, None, None]
     pixels += offset[:, None, None]
     return pixels
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..index import Where
 from .fusion import candidate_vector, hybrid_score, seed_vector
 from .live_index import LiveIndex
 from .query import POOL
@@ -64,16 +65,18 @@ def named(live: LiveIndex, keyword_text: str | None) -> dict[str, list[str]]:
 
 def candidates(live: LiveIndex, probe: np.ndarray, allow: np.ndarray | None, keyword_text: str | None,
                negative_text: tuple[str, ...] = (), values: dict[str, list[str]] | None = None,
-               ) -> tuple[np.ndarray, np.ndarray]:
+               where: Where = ()) -> tuple[np.ndarray, np.ndarray]:
     """(vector neighbours of `probe`, then its nearest products holding the `values` the text names; keyword
-    matches of `keyword_text` holding no negative term), each in its own order, all passing `allow`."""
-    _, ids = live.index.search(probe[None, :], POOL, allow)
+    matches of `keyword_text` holding no negative term), each in its own order, all passing `allow` (computed
+    from the filters `where`, which an index filtering in its own engine needs)."""
+    _, ids = live.index.search(probe[None, :], POOL, allow, where)
     neighbours = ids[0][ids[0] >= 0]
     values = named(live, keyword_text) if values is None else values
     if values and live.columns is not None:
         holding = live.columns.mask(values)
         assert holding is not None
-        _, ids = live.index.search(probe[None, :], POOL, holding if allow is None else holding & allow)
+        _, ids = live.index.search(probe[None, :], POOL, holding if allow is None else holding & allow,
+                                   (*where, values))
         neighbours, _ = union(neighbours, ids[0][ids[0] >= 0])
     matches = np.zeros(0, dtype=np.int64)
     if keyword_text and live.keywords is not None:
@@ -83,11 +86,11 @@ def candidates(live: LiveIndex, probe: np.ndarray, allow: np.ndarray | None, key
 
 def rank(live: LiveIndex, text: np.ndarray | None, image: np.ndarray | None, alpha: float,
          allow: np.ndarray | None = None, *, keyword_text: str | None = None, negatives: tuple[np.ndarray, ...] = (),
-         negative_text: tuple[str, ...] = ()) -> Ranked:
-    """The query's candidates in order (module docstring)."""
+         negative_text: tuple[str, ...] = (), where: Where = ()) -> Ranked:
+    """The query's candidates in order (module docstring); `allow` is computed from the filters `where`."""
     values = named(live, keyword_text)
     neighbours, matches = candidates(live, probe_vector(live, text, image, alpha), allow, keyword_text,
-                                     negative_text, values)
+                                     negative_text, values, where)
     rows, at = union(neighbours, matches)
     vectors = live.vectors(rows)
     image_cos = vectors @ image if image is not None else None

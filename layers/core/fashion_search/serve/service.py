@@ -71,6 +71,11 @@ class NotReady(FashionSearchError):
     status, code = 503, "index_unavailable"
 
 
+def _where(filters: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
+    """A query's filters as an index's `where` (an index that filters in its own engine reads them)."""
+    return (filters,) if filters else ()
+
+
 @dataclass(frozen=True)
 class _Refusal:
     """A pointer whose version failed to load: why (in public words), how often, and when to try again."""
@@ -205,7 +210,7 @@ class SearchService:
         negatives = tuple(self._text(t, counts) for t in negative_text)
         keyword_text = text if text and (KEYWORDS_BY_DEFAULT if query.keywords is None else query.keywords) else None
         ranked = rank(live, text_vector, image_vector, alpha, allow, keyword_text=keyword_text, negatives=negatives,
-                      negative_text=negative_text)
+                      negative_text=negative_text, where=_where(query.filters))
         hits, has_more = self._page(live, ranked, alpha, query)
         calibration = self.embedder.spec.calibration
         good_match = None
@@ -286,7 +291,7 @@ class SearchService:
                     allow = np.ones(len(live.products), dtype=bool) if allow is None else allow
                     allow[live.rows[query.product_id]] = False
                 neighbours, matches = candidates(live, probe_vector(live, text, image, alpha), allow, keyword_text,
-                                                 negative_text)
+                                                 negative_text, where=_where(others))
                 rows = np.union1d(neighbours, matches)
             out[name] = live.columns.counts(name, rows)
         return out

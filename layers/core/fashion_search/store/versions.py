@@ -21,7 +21,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -198,9 +198,12 @@ def _last_write(store: ObjectStore, version: str, prefix: str = VERSIONS_PREFIX)
     return max(times)
 
 
-def prune(store: ObjectStore, keep: int, grace_seconds: float = DEAD_BUILD_SECONDS) -> dict[str, int]:
+def prune(store: ObjectStore, keep: int, grace_seconds: float = DEAD_BUILD_SECONDS,
+          before_delete: Callable[[str], None] | None = None) -> dict[str, int]:
     """Delete all but the newest `keep` complete versions (never the live one), dead builds, thumbnails
-    no kept version uses, and temporary files that killed writes left.
+    no kept version uses, and temporary files that killed writes left. `before_delete(version)` runs before
+    each version's (or dead build's) files go: what a version keeps outside the store (an S3 Vectors index)
+    goes first, and a failure there stops the prune with the version's files still in place to find it again.
 
     Which incomplete versions (no manifest) are dead: a build writes its version's files in one burst
     at its very end, manifest last, so one whose newest file is older than `grace_seconds` was killed
@@ -225,11 +228,15 @@ def prune(store: ObjectStore, keep: int, grace_seconds: float = DEAD_BUILD_SECON
     doomed = [v for v, done in versions.items()
               if v not in kept and (done or _last_write(store, v) < cutoff)]
     for version in doomed:
+        if before_delete is not None:
+            before_delete(version)
         store.delete(list(store.list(f"{VERSIONS_PREFIX}{version}/")))
     staged = list_staged(store)
     dead_staged = [v for v in staged
                    if versions.get(v) or _last_write(store, v, STAGING_PREFIX) < cutoff]
     for version in dead_staged:
+        if before_delete is not None and version not in versions:  # a dead build (a published one's stays)
+            before_delete(version)
         store.delete(list(store.list(f"{STAGING_PREFIX}{version}/")))
     dead_builds = {v for v in dead_staged if not versions.get(v)} - set(doomed)
     temporaries = store.remove_stale_temporaries(cutoff)
