@@ -157,3 +157,18 @@ def test_attribute_batch_draws_synonyms_as_positives_of_their_catalog_caption():
     assert {(i, k) for i, k in zip(ids.tolist(), keys.tolist(), strict=True)} == {(10, 0), (11, 1), (12, 2), (3, 3)}
     ids, _ = train.attribute_batch(corpus, rows, np.random.default_rng(0), 0.3)
     assert 0.2 < (ids[rows != 2] >= 10).float().mean() < 0.4
+
+
+def test_a_compacted_word_bag_is_the_same_function_with_a_table_of_the_trained_pieces() -> None:
+    from model_export.starter.models import WordBag
+
+    bag = WordBag(1000, 8)
+    with torch.no_grad():
+        bag.embedding.weight[[3, 5, 17, 999]] = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(0, 1000, (6, 12), generator=torch.Generator().manual_seed(1))
+    ids[:, 1:3] = torch.tensor([5, 999])  # every text holds trained pieces, and pads (0) past its end
+    ids[:, -2:] = 0
+    before = bag(ids)
+    bag.compact()
+    assert bag.embedding.weight.shape == (5, 8) and not bag.embedding.weight[0].any()  # a zero row, then 4
+    assert torch.allclose(bag(ids), before) and before.abs().sum() > 0

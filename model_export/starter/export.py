@@ -9,6 +9,7 @@ the card states what int8 costs.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import shutil
@@ -120,7 +121,10 @@ def write_towers(model: StarterModel, backbone: EfficientNetLite, bridge: Bridge
     load_tokenizer().save(str(folder / "tokenizer.json"))
     ids = torch.tensor([[101, 2417, 4377, 2005, 2273, 102]] * 2)
     pixels = torch.zeros(2, 3, config.resolution, config.resolution)
-    text = TextTower(MiniLMEncoder(), model.text, gate, config.general_for_fashion, config.backbone_dim)
+    fashion_text = copy.deepcopy(model.text)
+    if fashion_text.bag is not None:
+        fashion_text.bag.compact()
+    text = TextTower(MiniLMEncoder(), fashion_text, gate, config.general_for_fashion, config.backbone_dim)
     image = ImageTower(backbone, model.image, bridge, photo_gate, projection, config.backbone_weight)
     with tempfile.TemporaryDirectory() as tmp:
         text_fp32, image_fp32 = Path(tmp) / "text.onnx", Path(tmp) / "image.onnx"

@@ -108,10 +108,24 @@ class WordBag(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(vocab, dim)
         nn.init.zeros_(self.embedding.weight)
+        self.rows: torch.Tensor | None
+        self.register_buffer("rows", None)  # compact(): word piece -> row of the table
+
+    def compact(self) -> None:
+        """Keep only the rows training moved (every other piece's stays zero), behind a word piece -> row map: the
+        same function with a table of the pieces the captions hold, not of the whole vocabulary (what the
+        bundle ships: ~0.6 MB instead of 2 MB at 64 dimensions)."""
+        weight = self.embedding.weight.detach()
+        used = torch.nonzero(weight.abs().sum(1) > 0).squeeze(1)
+        rows = torch.zeros(len(weight), dtype=torch.int32)  # 0: a zero row
+        rows[used] = torch.arange(1, len(used) + 1, dtype=torch.int32)
+        self.embedding = nn.Embedding.from_pretrained(torch.cat([weight.new_zeros(1, weight.shape[1]), weight[used]]))
+        self.rows = rows
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         keep = ((input_ids != 0) & (input_ids != CLS_ID) & (input_ids != SEP_ID)).unsqueeze(-1).float()
-        return (self.embedding(input_ids) * keep).sum(1) / keep.sum(1).clamp(min=1)
+        pieces = input_ids if self.rows is None else self.rows[input_ids].long()
+        return (self.embedding(pieces) * keep).sum(1) / keep.sum(1).clamp(min=1)
 
 
 class FashionText(nn.Module):
@@ -237,7 +251,7 @@ class Trunk(nn.Module):
 
 
 class ImageTower(nn.Module):
-    """What image.onnx computes: normalised 224x224 pixels -> [bridge, h · fashion, backbone] (not normalised)."""
+    """What image.onnx computes: normalised pixels -> [bridge, h · fashion, backbone] (not normalised)."""
 
     def __init__(self, backbone: EfficientNetLite, fashion: FashionImage, bridge: Bridge, photo_gate: PhotoGate,
                  backbone_projection: torch.Tensor, backbone_weight: float) -> None:

@@ -69,7 +69,7 @@ class TrainConfig:
     hidden: int = 512
     image_dropout: float = 0.2
     text_dropout: float = 0.1
-    bag_dim: int = 32  # word-bag width (0: MiniLM only)
+    bag_dim: int = 64  # word-bag width (0: MiniLM only)
     bag_tokens: int = 24  # word pieces per caption the bag sees in training
     hard_share: float = 0.5  # share of each batch made of same-gender-and-type runs (see batches)
     hard_from: float = 0.5  # hard batches start after this share of the epochs
@@ -82,7 +82,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     variant: str = "lite0"
-    resolution: int = 224
+    resolution: int = 208
     bridge_temperature: float = 2.0
     bridge_top_k: int = 10
     fashion_class_similarity: float = 0.6  # ImageNet classes named this close to a fashion word are fashion
