@@ -98,15 +98,22 @@ def local_server(store: str, model: Path, threads: int | None = None) -> Iterato
                             env={**os.environ, **env_threads})
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline, health = time.monotonic() + 120, None
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{url}/api/v1/health").json()["status"] == "ok":
+                health = httpx.get(f"{url}/api/v1/health").json()
+                if health["status"] == "ok":
                     break
             except httpx.TransportError:
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
         else:
-            raise RuntimeError(f"server did not start: {proc.stderr.read() if proc.stderr else ''}")
+            # Stop it first: its stderr ends only when it does (an index built with another model keeps it
+            # up and unhealthy, and reading a live pipe would wait forever).
+            proc.terminate()
+            proc.wait(timeout=30)
+            problem = (health or {}).get("problem") or (proc.stderr.read() if proc.stderr else "")
+            raise RuntimeError(f"server did not become healthy in 120 s: {problem}")
         yield url
     finally:
         proc.terminate()
