@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             meter = CpuMeter()
             results[name] = importlib.import_module(f"bench.{name}").run_section(ctx, results)
             results[name]["_cpu"] = meter.read()
+            # Which run measured it: `--only` keeps the other sections' figures from earlier runs.
+            results[name]["_run"] = {"finished": utc_now(), "commit": results["meta"]["commit"],
+                                     "model": read_bundle(ctx.model).hash[:12]}
             log(f"{name}: {results[name]['_cpu']}")
             results_dir.mkdir(exist_ok=True)
             results_file.write_text(json.dumps(results, indent=1, default=str))

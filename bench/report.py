@@ -133,20 +133,30 @@ def headline(results: dict[str, Any]) -> str:
     return table(["figure", "p50", "p95", "ratio", "baseline (same run)"], rows, right=(1, 2))
 
 
+def _measured(section: dict[str, Any]) -> str:
+    """When, at which commit and with which model bundle a section was measured (unrecorded before runs kept it)."""
+    run = section.get("_run")
+    if run is None:
+        return "an earlier run (not recorded)"
+    return f"{run['finished']} (`{run['commit']}`, model `{run['model']}`)"
+
+
 def render(results: dict[str, Any], ctx: Context) -> str:
     meta = results["meta"]
     machine = meta["machine"]
     minutes = sum(results[n]["_cpu"]["seconds"] for n, _ in SECTIONS if n in results) / 60
     noisy = [name for name, _ in SECTIONS if results.get(name, {}).get("_cpu", {}).get("cores_other", 0) > SHARED_CORES]
     runs = [[heading, f"{results[name]['_cpu']['seconds']:.0f}", f"{results[name]['_cpu']['cores_busy']:.2f}",
-             f"{results[name]['_cpu']['cores_other']:.2f}"] for name, heading in SECTIONS if name in results]
+             f"{results[name]['_cpu']['cores_other']:.2f}", _measured(results[name])]
+            for name, heading in SECTIONS if name in results]
     parts = [
         "# Benchmarks",
         f"Measured by `{meta['command']}` on {meta['finished']} (commit `{meta['commit']}`"
         f"{', quick mode: small sizes and few runs, for smoke tests only' if meta['quick'] else ''}); "
-        f"the sections took {minutes:.1f} min. Every figure below was measured in this run on "
-        "this machine; estimates are marked as such and state their assumptions. Raw results: "
-        "`bench-results/results*.json` (not committed).",
+        f"the sections took {minutes:.1f} min. Every figure below was measured on this machine, each section "
+        "in the run the table below names (`--only` re-measures some and keeps the others' figures); estimates "
+        "are marked as such and state their assumptions. Raw results: `bench-results/results*.json` (not "
+        "committed).",
         f"**Machine:** {machine['description']} ({', '.join(machine['simd']) or 'no AVX'}), {machine['cores']} "
         f"cores, {machine['memory_gb']} GB RAM, Linux {machine['kernel']}; Python {machine['python']}, numpy "
         f"{machine['numpy']}, FAISS {machine['faiss']}. Load average at the start: {meta['load_start']:.2f}.",
@@ -154,7 +164,8 @@ def render(results: dict[str, Any], ctx: Context) -> str:
          f"more than {SHARED_CORES} cores busy on average (table below), so those figures are noisier and "
          "slower than on a quiet machine." if noisy else
          "The machine was quiet: other processes used little CPU during every section (table below)."),
-        table(["section", "seconds", "cores busy (avg)", "of which other processes"], runs, right=(1, 2, 3)),
+        table(["section", "seconds", "cores busy (avg)", "of which other processes", "measured (commit, model)"],
+              runs, right=(1, 2, 3)),
         "## Headline",
         headline(results) if all(name in results for name in HEADLINE_SECTIONS) else
         "_Not every section has results yet._",

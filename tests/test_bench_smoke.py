@@ -307,3 +307,10 @@ def test_keywords_section_compares_off_and_on(ctx: Context, fashion_store: Path)
     assert "| (a) DummyJSON brand/model queries | 30 | P@5 capped |" in markdown
     again = keywords.run_section(ctx, {"build": {"store": str(fashion_store), "products": 400}})
     assert not again["stores"]["dummyjson"]["built"]  # this run's DummyJSON store is reused
+
+
+def test_the_report_names_the_run_that_measured_each_section() -> None:
+    """`--only` re-measures some sections and keeps the others' figures: each row says which run it is from."""
+    run = {"finished": "2026-11-30 12:00 UTC", "commit": "abc1234", "model": "0123456789ab"}
+    assert report._measured({"_run": run}) == "2026-11-30 12:00 UTC (`abc1234`, model `0123456789ab`)"
+    assert report._measured({}) == "an earlier run (not recorded)"
