@@ -160,8 +160,8 @@ def test_navy_blue_shirt_for_men(unseen: tuple[list[Product], np.ndarray], embed
 
 
 # Words the catalog's titles and captions never use, the article types they mean, and how many of
-# the top 5 unseen photos must be of those types. ("footwear" is not among them: it returns t-shirts
-# and formal shoes; see the model card's limitations.)
+# the top 5 unseen photos must be of those types. ("footwear" is not among them: it returns dresses,
+# stockings and t-shirts; see the model card's limitations.)
 UNSEEN_WORDS = {"shades": ({"Sunglasses"}, 4), "wristwatch": ({"Watches"}, 4), "gown": ({"Dresses"}, 4)}
 
 

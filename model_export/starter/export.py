@@ -359,8 +359,8 @@ good_match thresholds on the best result's relevance (README, "Calibration"). Th
   clothes are in neither block's training.
 - Colour names follow the catalog's 45 base colours and the lexicon; a colour word outside both
   gets only MiniLM's knowledge.
-- Some everyday words miss: "footwear" returns t-shirts and formal shoes (the old starter found
-  shoes); "shades", "wristwatch" and "gown" find their kind.
+- Some everyday words miss: "footwear" returns dresses, stockings and t-shirts among the newest
+  products (the old starter found shoes); "shades", "wristwatch" and "gown" find their kind.
 - The gate decides per query; a query that mixes kinds ("laptop bag") is judged by its nearest
   concept, and a word that is both (a "watch" in a gadget shop) is treated as fashion.
 - Trained weights are kept as `starter-model.pt` in the cache folder; `--export-only` re-exports
