@@ -190,6 +190,22 @@ def image_link(ctx: Context, path: Path, alt: str) -> str:
     return f"![{alt}]({os.path.relpath(path, ctx.report.resolve().parent)})"
 
 
+def label_ef_search(ax: Any, sweep: list[dict[str, Any]]) -> None:
+    """Each point of an efSearch sweep (p50 ms, recall) labelled with its efSearch."""
+    for r in sweep:
+        ax.annotate(str(r["ef_search"]), (r["p50"], r["recall"]), fontsize=6, xytext=(2, -8),
+                    textcoords="offset points")
+
+
+def finish_recall_plot(ax: Any, target: float) -> None:
+    """The axes of a recall-against-latency plot (sections 2 and 12): the target recall, log latency."""
+    ax.axhline(target, color="grey", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("p50 ms per query (1 thread, log); labels: efSearch")
+    ax.set_ylabel("recall@10 vs exact")
+    ax.legend(fontsize=6, loc="lower right")
+
+
 def save_figure(fig: Any, path: Path) -> None:
     """Small PNGs (they are committed): modest size and resolution."""
     fig.tight_layout()

@@ -35,8 +35,21 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import REPO, Context, CpuMeter, image_link, log, ms, percentiles, plot_path, rss_mb, run_module
-from bench.common import save_figure as save_png
+from bench.common import (
+    REPO,
+    Context,
+    CpuMeter,
+    finish_recall_plot,
+    image_link,
+    label_ef_search,
+    log,
+    ms,
+    percentiles,
+    plot_path,
+    rss_mb,
+    run_module,
+    save_figure,
+)
 from bench.common import table as md_table
 
 K = 10
@@ -670,16 +683,10 @@ def plot(result: dict[str, Any], ctx: Context) -> Path:
         xs, ys = [r["p50"] for r in run["sweep"]], [r["recall"] for r in run["sweep"]]
         ax.plot(xs, ys, marker="o" if run["kind"] == "flat" else "s", ms=3,
                 ls="-" if run["kind"] == "flat" else "--", label=f"{run['kind']}, {run['size']:,}")
-        for r in run["sweep"]:
-            ax.annotate(str(r["ef_search"]), (r["p50"], r["recall"]), fontsize=6, xytext=(2, -8),
-                        textcoords="offset points")
-    ax.axhline(TARGET_RECALL, color="grey", lw=0.8, ls="--")
-    ax.set_xscale("log")
-    ax.set_xlabel("p50 ms per query (1 thread, log); labels: efSearch")
-    ax.set_ylabel("recall@10 vs exact")
-    ax.legend(fontsize=6, loc="lower right")
+        label_ef_search(ax, run["sweep"])
+    finish_recall_plot(ax, TARGET_RECALL)
     path = plot_path(ctx, "scale.png")
-    save_png(fig, path)
+    save_figure(fig, path)
     return path
 
 

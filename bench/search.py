@@ -25,7 +25,20 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import Context, image_link, log, ms, percentiles, plot_path, rss_mb, run_module, save_figure, speed
+from bench.common import (
+    Context,
+    finish_recall_plot,
+    image_link,
+    label_ef_search,
+    log,
+    ms,
+    percentiles,
+    plot_path,
+    rss_mb,
+    run_module,
+    save_figure,
+    speed,
+)
 from bench.common import table as md_table
 
 K = 10
@@ -190,16 +203,10 @@ def plot(result: dict[str, Any], ctx: Context) -> Path:
     for size in result["sizes"]:
         xs, ys = [r["p50"] for r in size["hnsw"]], [r["recall"] for r in size["hnsw"]]
         line = ax.plot(xs, ys, marker="o", ms=3, label=f"HNSW, {size['size']:,}")[0]
-        for r in size["hnsw"]:
-            ax.annotate(str(r["ef_search"]), (r["p50"], r["recall"]), fontsize=6, xytext=(2, -8),
-                        textcoords="offset points")
+        label_ef_search(ax, size["hnsw"])
         ax.scatter([size["exact"]["p50"]], [1.0], marker="s", color=line.get_color(),
                    label=f"exact IndexFlatIP, {size['size']:,}")
-    ax.axhline(TARGET_RECALL, color="grey", lw=0.8, ls="--")
-    ax.set_xscale("log")
-    ax.set_xlabel("p50 ms per query (1 thread, log); labels: efSearch")
-    ax.set_ylabel("recall@10 vs exact")
-    ax.legend(fontsize=6, loc="lower right")
+    finish_recall_plot(ax, TARGET_RECALL)
     path = plot_path(ctx, "search.png")
     save_figure(fig, path)
     return path
